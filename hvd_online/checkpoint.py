@@ -1,0 +1,112 @@
+"""Checkpoints: one directory per cut, written so a crash never leaves a half one behind.
+
+Layout: `CKPT_ROOT/ckpt-0000000123/{weights.npz, optimizer.npz, state.json, manifest.json}`.
+Files go into a temporary directory, are fsynced, the manifest (with each file's sha256) is
+written last, and the directory is renamed into place: a checkpoint either has a valid
+manifest or is ignored, and the previous one stays usable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    weights: list[np.ndarray]
+    optimizer: list[np.ndarray]
+    state: dict[str, Any]
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_arrays(path: Path, arrays: list[np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, *arrays)
+
+
+def save_checkpoint(root: Path, step: int, weights: list[np.ndarray],
+                    optimizer: list[np.ndarray], state: dict[str, Any], keep: int = 3) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"ckpt-{step:010d}"
+    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    _write_arrays(tmp / "weights.npz", weights)
+    _write_arrays(tmp / "optimizer.npz", optimizer)
+    (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=1))
+    files = ["weights.npz", "optimizer.npz", "state.json"]
+    for name in files:
+        _fsync(tmp / name)
+    manifest = {"step": step, "files": {name: _sha256(tmp / name) for name in files}}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    _fsync(tmp / MANIFEST)
+    _fsync(tmp)
+    if final.exists():  # the same step saved twice (e.g. save then stop): replace it
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync(root)
+    _prune(root, keep)
+    return final
+
+
+def _prune(root: Path, keep: int) -> None:
+    for old in list_checkpoints(root)[: -max(keep, 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete-looking checkpoint directories, oldest first."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("ckpt-*") if p.is_dir())
+
+
+def _load_arrays(path: Path) -> list[np.ndarray]:
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    manifest = json.loads((path / MANIFEST).read_text())
+    for name, digest in manifest["files"].items():
+        if _sha256(path / name) != digest:
+            msg = f"{path / name} does not match its manifest checksum"
+            raise ValueError(msg)
+    return Checkpoint(path, _load_arrays(path / "weights.npz"),
+                      _load_arrays(path / "optimizer.npz"),
+                      json.loads((path / "state.json").read_text()))
+
+
+def load_latest_checkpoint(root: Path) -> Checkpoint | None:
+    """The newest checkpoint that verifies; a corrupt one is reported and skipped."""
+    for path in reversed(list_checkpoints(root)):
+        try:
+            return load_checkpoint(path)
+        except (OSError, ValueError, KeyError) as err:
+            log.warning("checkpoint %s is unusable (%s); trying the previous one", path, err)
+    return None

@@ -1,0 +1,141 @@
+"""The `hvd-online` command.
+
+    hvd-online run CONFIG -np 2        laptop: embedded broker + producer + horovodrun
+    horovodrun -np N -H ... hvd-online train CONFIG --url pulsar://host:6650
+    hvd-online produce CONFIG --url pulsar://host:6650 [--count N] [--rate R]
+    hvd-online broker --data-dir DIR [--port P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from hvd_online.config import Config, load_config
+from hvd_online.errors import HvdOnlineError
+from streams.errors import StreamsError
+
+log = logging.getLogger("hvd_online")
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="TOML config file (see README: Configuration)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override any config value, e.g. --set train.max_steps=500")
+    parser.add_argument("--url", help="Pulsar URL (stream.url); omit for the embedded broker")
+    parser.add_argument("--run-dir", help="run directory (run.dir)")
+
+
+def _train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, help="window.batch_size")
+    parser.add_argument("--lr", type=float, help="train.learning_rate")
+    parser.add_argument("--max-samples", type=int, help="train.max_samples")
+    parser.add_argument("--max-steps", type=int, help="train.max_steps")
+    parser.add_argument("--idle-timeout", type=float, help="train.idle_timeout_s")
+    parser.add_argument("--console-host", help="console.host (default 127.0.0.1)")
+    parser.add_argument("--console-port", type=int, help="console.port")
+    parser.add_argument("--no-console", action="store_true", help="console.enabled = false")
+
+
+_FLAG_KEYS = {
+    "url": "stream.url", "run_dir": "run.dir", "batch_size": "window.batch_size",
+    "lr": "train.learning_rate", "max_samples": "train.max_samples",
+    "max_steps": "train.max_steps", "idle_timeout": "train.idle_timeout_s",
+    "console_host": "console.host", "console_port": "console.port",
+}
+
+
+def collect_overrides(args: argparse.Namespace) -> list[str]:
+    """--set values and the named flags, as SECTION.KEY=VALUE overrides (flags win)."""
+    overrides = list(args.overrides)
+    for attr, key in _FLAG_KEYS.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    if getattr(args, "no_console", False):
+        overrides.append("console.enabled=false")
+    return overrides
+
+
+def load_with_flags(args: argparse.Namespace) -> Config:
+    return load_config(args.config, collect_overrides(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hvd-online", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train on this rank (run under horovodrun)")
+    _config_args(train)
+    _train_args(train)
+
+    run = sub.add_parser("run", help="one command on one machine: embedded broker (unless "
+                         "--url), the config's producer, and horovodrun -np N training")
+    _config_args(run)
+    _train_args(run)
+    run.add_argument("-np", "--num-proc", type=int, default=2, help="ranks (default 2)")
+    run.add_argument("--no-produce", action="store_true", help="do not run [produce]")
+
+    produce = sub.add_parser("produce", help="publish the config's [produce] generator")
+    _config_args(produce)
+    produce.add_argument("--count", type=int, help="records to send (produce.count)")
+    produce.add_argument("--rate", type=float, help="records/s, 0 = unlimited (produce.rate)")
+
+    broker = sub.add_parser("broker", help="run the embedded pulsar-lite broker in the "
+                            "foreground")
+    broker.add_argument("--data-dir", required=True)
+    broker.add_argument("--port", type=int, default=6650)
+    broker.add_argument("--host", default="127.0.0.1")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stdout)
+    try:
+        if args.command == "train":
+            from hvd_online.train_command import train_command
+
+            return train_command(load_with_flags(args))
+        if args.command == "run":
+            from hvd_online.launch import run_command
+
+            return run_command(args.config, collect_overrides(args), load_with_flags(args),
+                               args.num_proc, produce=not args.no_produce)
+        if args.command == "produce":
+            from hvd_online.produce import produce
+
+            config = load_with_flags(args)
+            if not config.stream.url:
+                log.error("produce needs --url (or stream.url): the broker must already run")
+                return 2
+            produce(config, config.stream.url, args.count, args.rate)
+            return 0
+        if args.command == "broker":
+            from streams.broker import EmbeddedBroker
+
+            with EmbeddedBroker(args.data_dir, port=args.port, host=args.host) as broker:
+                print(f"pulsar-lite broker at {broker.url} (Ctrl-C stops it)", flush=True)
+                while broker.process and broker.process.poll() is None:
+                    time.sleep(0.5)
+            return 0
+    except (HvdOnlineError, StreamsError) as err:
+        log.error("%s", err)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

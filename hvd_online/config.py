@@ -1,0 +1,214 @@
+"""Run configuration: frozen dataclasses loaded from one TOML file, overridable from the CLI.
+
+>>> cfg = load_config_text('[stream]\\ntopic = "t"\\npartitions = 4\\n'
+...                        '[model]\\ntemplate = "m.py:M"\\n', overrides=["window.batch_size=64"])
+>>> cfg.window.batch_size, cfg.stream.partitions, cfg.console.host
+(64, 4, '127.0.0.1')
+>>> load_config_text('[window]\\nbatch_siz = 3\\n')
+Traceback (most recent call last):
+...
+hvd_online.errors.ConfigError: unknown key 'window.batch_siz'; known keys in [window]: batch_size, max_wait_ms
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hvd_online.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    #: "path/to/file.py:ClassName" or "package.module:ClassName"
+    template: str = ""
+    #: constructor arguments of the template class (its hyperparameters)
+    params: dict[str, Any] = field(default_factory=dict)
+    #: optional .keras file to start from instead of fresh weights
+    pretrained: str = ""
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    #: "pulsar://host:6650"; empty starts the embedded pulsar-lite broker
+    url: str = ""
+    topic: str = ""
+    #: partition count; 0 asks the broker (real Pulsar only: pulsar-lite cannot tell)
+    partitions: int = 0
+    subscription: str = "hvd-online"
+    #: "record" (fixed-size binary, the template's dtype) or "json"
+    codec: str = "record"
+    #: passed as-is to pulsar.Client(...), e.g. {operation_timeout_seconds = 30}
+    client_options: dict[str, Any] = field(default_factory=dict)
+    #: passed as-is to client.subscribe(...), e.g. {receiver_queue_size = 2000}
+    consumer_options: dict[str, Any] = field(default_factory=dict)
+    #: port of the embedded broker; 0 picks a free one
+    embedded_port: int = 0
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    #: count window: samples per rank per step at most
+    batch_size: int = 256
+    #: time window: a step starts after this long even with fewer samples (or none)
+    max_wait_ms: float = 50.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    learning_rate: float = 0.001
+    #: stop after this many samples trained across all ranks (0 = no limit)
+    max_samples: int = 0
+    #: stop after this many steps (0 = no limit)
+    max_steps: int = 0
+    #: stop when no rank received anything for this long (0 = wait forever)
+    idle_timeout_s: float = 0.0
+    #: print a progress line every this many steps that trained something
+    log_every: int = 50
+    #: TensorFlow intra-op threads per rank; 0 = cores / ranks on this host
+    threads: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    #: where checkpoints, logs and the embedded broker's data live
+    dir: str = "runs/default"
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    enabled: bool = True
+    #: 127.0.0.1 by default: set 0.0.0.0 to open it to the network
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: token for save/stop; empty generates one at start and prints it
+    token: str = ""
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    #: save every this many steps (0 = off)
+    every_steps: int = 0
+    #: save every this many seconds (0 = off)
+    every_seconds: float = 0.0
+    #: how many checkpoints to keep
+    keep: int = 3
+
+
+@dataclass(frozen=True)
+class ProduceConfig:
+    """What `hvd-online produce` / `hvd-online run` publish (examples use this)."""
+
+    #: "path/to/file.py:function" yielding structured numpy arrays of the template's dtype
+    generator: str = ""
+    #: keyword arguments of the generator
+    params: dict[str, Any] = field(default_factory=dict)
+    count: int = 0
+    #: records per second; 0 = as fast as possible
+    rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    produce: ProduceConfig = field(default_factory=ProduceConfig)
+
+
+def _parse_value(text: str) -> Any:
+    """CLI override values are TOML values; bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, sep, value = override.partition("=")
+    if not sep or "." not in key:
+        msg = f"override {override!r} must look like section.key=value (e.g. train.max_steps=100)"
+        raise ConfigError(msg)
+    section, name = key.strip().split(".", 1)
+    data.setdefault(section, {})[name] = _parse_value(value.strip())
+
+
+def _build_section(cls: type, section: str, values: Any) -> Any:
+    if not isinstance(values, dict):
+        msg = f"[{section}] must be a table, got {values!r}"
+        raise ConfigError(msg)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in fields:
+            msg = f"unknown key '{section}.{key}'; known keys in [{section}]: {', '.join(fields)}"
+            raise ConfigError(msg)
+        default = fields[key].default
+        if default is not dataclasses.MISSING and default is not None:
+            expected = float if isinstance(default, float) else type(default)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                values[key] = float(value)
+            elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                msg = (f"'{section}.{key}' must be {expected.__name__}, "
+                       f"got {type(value).__name__} {value!r}")
+                raise ConfigError(msg)
+    return cls(**values)
+
+
+def load_config_text(text: str, overrides: list[str] = (), base_dir: Path | None = None) -> Config:  # type: ignore[assignment]
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        msg = f"config is not valid TOML: {err}"
+        raise ConfigError(msg) from err
+    for override in overrides:
+        _apply_override(data, override)
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    built = {}
+    for name, values in data.items():
+        if name not in sections:
+            msg = f"unknown section [{name}]; known sections: {', '.join(sections)}"
+            raise ConfigError(msg)
+        section_cls = next(f.default_factory for f in dataclasses.fields(Config) if f.name == name)  # type: ignore[misc]
+        built[name] = _build_section(section_cls, name, values)
+    config = Config(**built)
+    return _resolve_paths(config, base_dir) if base_dir else config
+
+
+def _resolve_paths(config: Config, base_dir: Path) -> Config:
+    """Template and generator paths in a config file are relative to that file."""
+
+    def resolve(spec: str) -> str:
+        path, sep, attr = spec.rpartition(":")
+        if sep and path.endswith(".py") and not Path(path).is_absolute():
+            return f"{(base_dir / path).resolve()}:{attr}"
+        return spec
+
+    model = dataclasses.replace(config.model, template=resolve(config.model.template))
+    if config.model.pretrained and not Path(config.model.pretrained).is_absolute():
+        model = dataclasses.replace(model, pretrained=str(base_dir / config.model.pretrained))
+    produce = dataclasses.replace(config.produce, generator=resolve(config.produce.generator))
+    return dataclasses.replace(config, model=model, produce=produce)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:  # type: ignore[assignment]
+    path = Path(path)
+    if not path.is_file():
+        msg = f"config file {path} does not exist"
+        raise ConfigError(msg)
+    return load_config_text(path.read_text(), overrides, base_dir=path.parent.resolve())
+
+
+def config_as_dict(config: Config) -> dict[str, Any]:
+    """For the console's run-config panel and checkpoint metadata (token hidden)."""
+    data = dataclasses.asdict(config)
+    if data["console"]["token"]:
+        data["console"]["token"] = "***"
+    return data

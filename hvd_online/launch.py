@@ -1,0 +1,61 @@
+"""`hvd-online run`: everything on one machine with one command.
+
+Starts the embedded broker (unless a URL is configured), publishes the config's [produce]
+stream concurrently, and runs `horovodrun -np N` training against it; stops the broker at
+the end. Exit status is training's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+from hvd_online.config import Config
+from streams.broker import EmbeddedBroker
+
+log = logging.getLogger("hvd_online")
+
+
+def horovodrun_command(num_proc: int, rank_argv: list[str]) -> list[str]:
+    horovodrun = str(Path(sys.executable).with_name("horovodrun"))
+    return [horovodrun, "-np", str(num_proc), "-H", f"localhost:{num_proc}", "--gloo",
+            sys.executable, "-m", "hvd_online.cli", *rank_argv]
+
+
+def run_command(config_path: str, overrides: list[str], config: Config, num_proc: int,
+                produce: bool = True) -> int:
+    with ExitStack() as stack:
+        url = config.stream.url
+        if not url:
+            broker = EmbeddedBroker(Path(config.run.dir) / "broker",
+                                    port=config.stream.embedded_port)
+            stack.enter_context(broker)
+            url = broker.url
+            log.info("embedded pulsar-lite broker at %s", url)
+        common = [config_path, *[a for o in overrides for a in ("--set", o)], "--url", url]
+        producer = None
+        if produce and config.produce.generator:
+            producer = subprocess.Popen([sys.executable, "-m", "hvd_online.cli", "produce",
+                                         *common])
+            stack.callback(_stop, producer)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        log.info("starting %d ranks: horovodrun -np %d", num_proc, num_proc)
+        code = subprocess.call(horovodrun_command(num_proc, ["train", *common]), env=env)
+        if producer is not None and producer.poll() is None and code == 0:
+            producer.wait()
+        if producer is not None and producer.returncode not in (0, None):
+            log.error("producer exited with %s", producer.returncode)
+            code = code or 1
+        log.info("training exited with %d", code)
+        return code
+    return 1
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        process.wait(10)

@@ -1,0 +1,48 @@
+"""What the training loop yields once per step: consumed by the log printer, the console and
+the tests alike (River's progressive-validation style)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StepReport:
+    step: int
+    #: samples in this step across all ranks
+    count: int
+    #: samples trained so far across all ranks
+    samples_total: int
+    #: prequential mean loss/metric of this step's samples (before the update); NaN if none
+    loss: float
+    metric: float
+    applied: bool
+    elapsed_s: float
+    samples_per_s: float
+    rank_step_time_s: list[float] = field(default_factory=list)
+    rank_fill: list[float] = field(default_factory=list)
+    partition_backlog: list[int] = field(default_factory=list)
+    rejected_total: int = 0
+    duplicates_total: int = 0
+    skipped_steps: int = 0
+    #: set on the step where a checkpoint was written
+    checkpoint: str | None = None
+    #: "max_samples", "max_steps", "idle", "stop", "sigterm" on the last step
+    stopped: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-safe (NaN becomes None)."""
+        data = asdict(self)
+        for key in ("loss", "metric"):
+            if isinstance(data[key], float) and not math.isfinite(data[key]):
+                data[key] = None
+        return data
+
+    def log_line(self) -> str:
+        loss = f"{self.loss:.5f}" if math.isfinite(self.loss) else "-"
+        metric = f"{self.metric:.4f}" if math.isfinite(self.metric) else "-"
+        return (f"step {self.step:6d}  samples {self.samples_total:9,d}  loss {loss:>9}  "
+                f"metric {metric:>7}  {self.samples_per_s:9,.0f} samples/s  "
+                f"rejected {self.rejected_total}")

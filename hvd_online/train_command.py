@@ -1,0 +1,59 @@
+"""`hvd-online train`: what each horovodrun rank executes."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from hvd_online import distributed
+from hvd_online.config import Config
+from hvd_online.control import Controls
+from hvd_online.ledger import ledger_from_env
+from hvd_online.reports import StepReport
+from hvd_online.session import install_signal_handlers, train_rank
+from hvd_online.template import load_template
+from hvd_online.trainer import TrainerHook
+
+log = logging.getLogger("hvd_online")
+
+
+class ProgressPrinter:
+    """Rank 0 prints a line every `log_every` steps that trained something, and events."""
+
+    def __init__(self, log_every: int) -> None:
+        self.log_every = max(1, log_every)
+        self._trained_steps = 0
+
+    def __call__(self, report: StepReport) -> None:
+        if report.count:
+            self._trained_steps += 1
+        if report.checkpoint:
+            log.info("checkpoint step %d -> %s", report.step, report.checkpoint)
+        if report.stopped or (report.count and self._trained_steps % self.log_every == 1):
+            log.info("%s", report.log_line())
+
+
+def train_command(config: Config) -> int:
+    world = distributed.init_world(config.train.threads)
+    controls = Controls()
+    install_signal_handlers(controls)
+    template = load_template(config.model.template, config.model.params)
+    hooks: list[TrainerHook] = []
+    ledger = ledger_from_env(world.rank, template.schema.key)
+    if ledger:
+        hooks.append(ledger)
+    printer = ProgressPrinter(config.train.log_every) if world.is_chief else (lambda r: None)
+    console = None
+    if world.is_chief and config.console.enabled:
+        from hvd_online.console_link import start_console
+
+        console = start_console(config, template, controls)
+        hooks.append(console)
+    try:
+        summary = train_rank(config, world, controls, hooks, printer)
+    finally:
+        if console:
+            console.finish()
+    # every rank prints its summary: equal weight digests show the ranks stayed in sync
+    print(f"SUMMARY {json.dumps(summary, sort_keys=True)}", flush=True)
+    return 0
