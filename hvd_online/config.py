@@ -87,6 +87,8 @@ class ConsoleConfig:
     port: int = 8080
     #: token for save/stop; empty generates one at start and prints it
     token: str = ""
+    #: name in the predict route: POST /v1/models/NAME:predict
+    model_name: str = "model"
 
 
 @dataclass(frozen=True)

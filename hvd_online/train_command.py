@@ -29,7 +29,7 @@ class ProgressPrinter:
             self._trained_steps += 1
         if report.checkpoint:
             log.info("checkpoint step %d -> %s", report.step, report.checkpoint)
-        if report.stopped or (report.count and self._trained_steps % self.log_every == 1):
+        if report.stopped or (report.count and (self._trained_steps - 1) % self.log_every == 0):
             log.info("%s", report.log_line())
 
 
@@ -45,7 +45,7 @@ def train_command(config: Config) -> int:
     printer = ProgressPrinter(config.train.log_every) if world.is_chief else (lambda r: None)
     console = None
     if world.is_chief and config.console.enabled:
-        from hvd_online.console_link import start_console
+        from console.server import start_console  # rank 0 only: the one web server
 
         console = start_console(config, template, controls)
         hooks.append(console)

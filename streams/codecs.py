@@ -46,6 +46,8 @@ class Codec(Protocol):
 def _reject_nonfinite(schema: Schema, rows: np.ndarray) -> np.ndarray:
     """Boolean mask of rows whose float fields are all finite (vectorised, no Python loop)."""
     ok = np.ones(len(rows), dtype=bool)
+    if not len(rows):
+        return ok
     for name in schema.float_fields():
         values = rows[name].reshape(len(rows), -1)
         ok &= np.isfinite(values).all(axis=1)

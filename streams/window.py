@@ -70,9 +70,10 @@ class BatchWindow:
             self._poll_once(out)
             if len(out) >= self.batch_size:
                 return out
+            if len(out) > before:
+                continue  # sources still have data ready: keep filling before any wait
             remaining = deadline - self.clock()
             if remaining <= 0:
                 return out
-            if len(out) == before:
-                # nothing came this pass: sleep until a source signals, or the window closes
-                self.arrived.wait(remaining)
+            # nothing ready: sleep until a source signals, or the window closes
+            self.arrived.wait(remaining)

@@ -1,0 +1,82 @@
+"""Predictions from the live weights without touching the training model.
+
+Keras is not thread-safe, so web threads use their own copy of the model. The training
+thread publishes a snapshot of the weights between steps (never half-updated); the next
+request loads it into the copy under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from streams.schema import Schema
+
+
+class BadInput(ValueError):
+    """The request is wrong; the message says how (answered with 400)."""
+
+
+class Predictor:
+    def __init__(self, model: Any, schema: Schema, max_batch: int = 1024) -> None:
+        self._model = model
+        self.schema = schema
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._pending: tuple[int, list[np.ndarray]] | None = None
+        self.version = 0  # training step of the weights in use
+
+    def publish(self, step: int, weights: list[np.ndarray]) -> None:
+        """Training thread: hand over a snapshot (cheap: swaps a reference)."""
+        self._pending = (step, weights)
+
+    def validate(self, body: Any) -> np.ndarray:
+        if not isinstance(body, dict) or "instances" not in body:
+            msg = 'body must be a JSON object {"instances": [...]}'
+            raise BadInput(msg)
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            msg = '"instances" must be a non-empty list'
+            raise BadInput(msg)
+        if len(instances) > self.max_batch:
+            msg = f"too many instances: {len(instances)}, at most {self.max_batch} per request"
+            raise BadInput(msg)
+        field = self.schema.features
+        rows = [i[field] if isinstance(i, dict) and field in i else i for i in instances]
+        shape = self.schema.feature_shape
+        for n, row in enumerate(rows):
+            if isinstance(row, dict):
+                msg = f"instance {n}: an object must have the key {field!r}"
+                raise BadInput(msg)
+            if not _numeric_tree(row):
+                msg = f"instance {n}: values must be numbers (no strings, booleans or nulls)"
+                raise BadInput(msg)
+        try:
+            x = np.asarray(rows, dtype=np.float64)
+        except ValueError:
+            msg = f"instances must all have shape {list(shape)}"
+            raise BadInput(msg) from None
+        if x.shape[1:] != shape:
+            msg = f"each instance must have shape {list(shape)}, got {list(x.shape[1:])}"
+            raise BadInput(msg)
+        if not np.isfinite(x).all():
+            msg = "instances contain NaN or infinity"
+            raise BadInput(msg)
+        return x.astype(self.schema.dtype[field].base)
+
+    def predict(self, x: np.ndarray) -> tuple[int, list[Any]]:
+        with self._lock:
+            pending = self._pending
+            if pending is not None and pending[0] != self.version:
+                self._model.set_weights(pending[1])
+                self.version = pending[0]
+            out = self._model(x, training=False)
+        return self.version, np.asarray(out).tolist()
+
+
+def _numeric_tree(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_numeric_tree(v) for v in value)
+    return isinstance(value, int | float) and not isinstance(value, bool)

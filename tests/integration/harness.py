@@ -1,0 +1,96 @@
+"""Runs real ranks: `horovodrun -np N hvd-online train` against a real pulsar-lite broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hvd_online.config import load_config
+from hvd_online.launch import horovodrun_command
+from hvd_online.produce import produce
+
+REPO = Path(__file__).resolve().parents[2]
+MLP_TEMPLATE = REPO / "examples" / "mlp" / "model.py"
+GENERATORS = Path(__file__).with_name("generators.py")
+
+
+def write_config(tmp_path: Path, url: str, topic: str, partitions: int = 4, extra: str = "",
+                 generator_params: str = "{}") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+[model]
+template = "{MLP_TEMPLATE}:MLPRegression"
+params = {{ inputs = 16, hidden = 32, layers = 2 }}
+[stream]
+url = "{url}"
+topic = "{topic}"
+partitions = {partitions}
+[window]
+batch_size = 128
+max_wait_ms = 20
+[train]
+learning_rate = 0.01
+log_every = 1
+idle_timeout_s = 120
+threads = 1
+[run]
+dir = "{tmp_path / 'run'}"
+[console]
+enabled = false
+[produce]
+generator = "{GENERATORS}:on_partitions"
+params = {generator_params}
+{extra}
+""")
+    return path
+
+
+def produce_from(config_path: Path, count: int) -> int:
+    config = load_config(config_path)
+    return produce(config, config.stream.url, count=count, progress=False)
+
+
+@dataclass
+class RankRun:
+    returncode: int
+    output: str
+
+    @property
+    def summaries(self) -> dict[int, dict]:
+        out = {}
+        for line in self.output.splitlines():
+            if "SUMMARY " in line:
+                data = json.loads(line.split("SUMMARY ", 1)[1])
+                out[data["rank"]] = data
+        return out
+
+    def owned_partitions(self) -> dict[int, list[int]]:
+        found = re.findall(r"rank (\d+)/\d+ owns partitions \[([\d, ]*)\]", self.output)
+        return {int(r): [int(p) for p in ps.split(",") if p.strip()] for r, ps in found}
+
+    def losses(self) -> list[float]:
+        return [float(x) for x in re.findall(r"step +\d+ +samples +[\d,]+ +loss +([\d.]+)",
+                                             self.output)]
+
+
+def run_ranks(config_path: Path, *overrides: str, np: int = 2, timeout: float = 300,
+              env: dict[str, str] | None = None) -> RankRun:
+    argv = ["train", str(config_path), *[a for o in overrides for a in ("--set", o)]]
+    cmd = horovodrun_command(np, argv)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    output = proc.stdout + proc.stderr
+    sys.stdout.write(output[-6000:])  # shown by pytest when the test fails
+    return RankRun(proc.returncode, output)
+
+
+def read_ledger(directory: Path) -> list[int]:
+    ids: list[int] = []
+    for file in sorted(directory.glob("rank-*.ids")):
+        ids.extend(int(line) for line in file.read_text().split())
+    return ids

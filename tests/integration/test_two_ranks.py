@@ -1,0 +1,58 @@
+"""Two real Horovod ranks train from a real pulsar-lite broker."""
+
+import pytest
+
+from tests.integration.harness import produce_from, read_ledger, run_ranks, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_two_ranks_learn_each_sample_exactly_once_and_end_in_sync(broker, topic, tmp_path):
+    m = 12000
+    config = write_config(tmp_path, broker.url, topic)
+    assert produce_from(config, m) == m
+    ledger = tmp_path / "ledger"
+    run = run_ranks(config, f"train.max_samples={m}", env={"HVD_ONLINE_LEDGER_DIR": str(ledger)})
+    assert run.returncode == 0
+
+    owned = run.owned_partitions()
+    assert sorted(owned) == [0, 1]
+    flat = sorted(p for ps in owned.values() for p in ps)
+    assert flat == [0, 1, 2, 3]  # disjoint and complete
+
+    summaries = run.summaries
+    assert sorted(summaries) == [0, 1]
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
+    assert summaries[0]["samples_total"] == summaries[1]["samples_total"] == m
+    assert summaries[0]["stopped"] == "max_samples"
+
+    ids = read_ledger(ledger)
+    assert len(ids) == m, "every sample trained once: no more, no fewer"
+    assert sorted(ids) == list(range(m))
+
+    losses = run.losses()
+    assert len(losses) > 20
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 / 2, "prequential loss must fall"
+
+
+def test_idle_partitions_and_an_idle_rank_never_block_training(broker, topic, tmp_path):
+    m = 4000
+    # ids only on partitions 0 and 2: rank 1 (partitions 1, 3) never receives anything
+    config = write_config(tmp_path, broker.url, topic, generator_params="{ used = [0, 2] }")
+    assert produce_from(config, m) == m
+    ledger = tmp_path / "ledger"
+    run = run_ranks(config, f"train.max_samples={m}", timeout=240,
+                    env={"HVD_ONLINE_LEDGER_DIR": str(ledger)})
+    assert run.returncode == 0
+    summaries = run.summaries
+    assert summaries[0]["samples_total"] == summaries[1]["samples_total"] == m
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
+    assert not (ledger / "rank-1.ids").exists() or not (ledger / "rank-1.ids").read_text()
+    assert sorted(read_ledger(ledger)) == sorted(i for i in range(2 * m) if i % 4 in (0, 2))
+
+
+def test_fewer_partitions_than_ranks_is_a_clear_error(broker, topic, tmp_path):
+    config = write_config(tmp_path, broker.url, topic, partitions=1)
+    run = run_ranks(config, "train.max_steps=5", timeout=120)
+    assert run.returncode != 0
+    assert "topic has 1 partition(s) but 2 ranks" in run.output

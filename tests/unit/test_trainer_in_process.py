@@ -1,0 +1,104 @@
+"""The training loop in-process (one Horovod rank), fed by in-memory TestingSources."""
+
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from hvd_online import distributed
+from hvd_online.config import load_config_text
+from hvd_online.control import Controls
+from hvd_online.template import ModelTemplate
+from hvd_online.trainer import OnlineTrainer
+from streams.codecs import RecordCodec
+from streams.dead_letter import CountingSink
+from streams.schema import Schema
+from streams.source import TestingSource
+
+
+class Linear(ModelTemplate):
+    loss = "mse"
+    metric = "mae"
+
+    def __init__(self) -> None:
+        self.schema = Schema.from_fields([("id", "<i8"), ("x", "<f4", (4,)), ("y", "<f4")],
+                                         features="x", label="y", key="id")
+
+    def build_model(self) -> keras.Model:
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+
+
+def payloads(template: Linear, n: int, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    rows = np.zeros(n, dtype=template.schema.dtype)
+    rows["id"] = np.arange(n)
+    rows["x"] = rng.normal(size=(n, 4))
+    rows["y"] = rows["x"] @ np.array([1.0, -2.0, 0.5, 3.0], dtype="f4")
+    return RecordCodec(template.schema).encode_many(rows)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return distributed.init_world(threads=1)
+
+
+def make_trainer(world, tmp_path: Path, sources, overrides=(), controls=None, hooks=()):
+    config = load_config_text(
+        '[stream]\ntopic = "t"\npartitions = 2\n[window]\nbatch_size = 32\nmax_wait_ms = 5\n'
+        '[train]\nlearning_rate = 0.05\n', [f'run.dir="{tmp_path}"', *overrides])
+    sink = CountingSink()
+    trainer = OnlineTrainer(config, Linear(), world, sources, 2, sink, controls, hooks)
+    return trainer, sink
+
+
+def test_loss_falls_and_bad_messages_go_to_dead_letters(world, tmp_path):
+    template = Linear()
+    data = payloads(template, 3000)
+    data[10] = b"garbage"
+    data[500] = data[500][:-4]
+    a = TestingSource(0, data[0::2])
+    b = TestingSource(1, data[1::2])
+    trainer, sink = make_trainer(world, tmp_path, [a, b], ["train.max_samples=2998"])
+    reports = list(trainer.run())
+    trained = [r for r in reports if r.count]
+    assert reports[-1].stopped == "max_samples"
+    assert reports[-1].samples_total == 2998
+    assert sink.total == 2 and reports[-1].rejected_total == 2
+    assert {r.reason.split(":")[0] for _, r in sink.records} == {"wrong size"}
+    first = np.mean([r.loss for r in trained[:3]])
+    last = np.mean([r.loss for r in trained[-3:]])
+    assert last < first / 5, (first, last)
+
+
+def test_empty_windows_step_without_training(world, tmp_path):
+    quiet = TestingSource(0, [])
+    trainer, _ = make_trainer(world, tmp_path, [quiet], ["train.max_steps=3"])
+    reports = list(trainer.run())
+    assert [r.count for r in reports] == [0, 0, 0]
+    assert not any(r.applied for r in reports)
+    assert all(math.isnan(r.loss) for r in reports)
+    assert reports[-1].stopped == "max_steps"
+
+
+def test_stop_request_saves_a_checkpoint_and_stops(world, tmp_path):
+    controls = Controls()
+    source = TestingSource(0, payloads(Linear(), 10000))
+    trainer, _ = make_trainer(world, tmp_path, [source], controls=controls)
+    reports = []
+    for report in trainer.run():
+        reports.append(report)
+        if report.step == 5:
+            controls.request("stop")
+    assert reports[-1].step == 6 and reports[-1].stopped == "stop"
+    assert reports[-1].checkpoint and Path(reports[-1].checkpoint).is_dir()
+    # a checkpoint acknowledges exactly what it covers
+    assert source.acked == [6 * 32 - 1]
+
+
+def test_idle_timeout_ends_the_run(world, tmp_path):
+    trainer, _ = make_trainer(world, tmp_path, [TestingSource(0, [])],
+                              ["train.idle_timeout_s=0.05"])
+    reports = list(trainer.run())
+    assert reports[-1].stopped == "idle"
