@@ -21,7 +21,7 @@ from flask import Flask, abort, jsonify, render_template, request, send_file
 from flask_socketio import SocketIO
 from werkzeug.exceptions import HTTPException
 
-from console.predictor import BadInput, Predictor
+from console.predictor import BadInput, NotReady, Predictor
 from console.state import ConsoleState
 
 NODE_MODULES = Path(__file__).with_name("node_modules")
@@ -121,7 +121,10 @@ def create_app(state: ConsoleState, predictor: Predictor | None,
             x = served.validate(body)
         except BadInput as err:
             abort(400, description=str(err))
-        version, predictions = served.predict(x)
+        try:
+            version, predictions = served.predict(x)
+        except NotReady as err:
+            abort(503, description=str(err))
         return jsonify(predictions=predictions, model_version=str(version))
 
     @socketio.on("connect")

@@ -19,14 +19,22 @@ class BadInput(ValueError):
     """The request is wrong; the message says how (answered with 400)."""
 
 
+class NotReady(RuntimeError):
+    """No weights have been published yet (answered with 503)."""
+
+
 class Predictor:
     def __init__(self, model: Any, schema: Schema, max_batch: int = 1024) -> None:
-        self._model = model
+        self._model = model  # None until attached: rank 0 builds it after the trainer's
         self.schema = schema
         self.max_batch = max_batch
         self._lock = threading.Lock()
         self._pending: tuple[int, list[np.ndarray]] | None = None
         self.version = 0  # training step of the weights in use
+
+    def attach(self, model: Any) -> None:
+        with self._lock:
+            self._model = model
 
     def publish(self, step: int, weights: list[np.ndarray]) -> None:
         """Training thread: hand over a snapshot (cheap: swaps a reference)."""
@@ -69,6 +77,9 @@ class Predictor:
     def predict(self, x: np.ndarray) -> tuple[int, list[Any]]:
         with self._lock:
             pending = self._pending
+            if self._model is None or (pending is None and not self.version):
+                msg = "the model has no weights yet: retry once training has started"
+                raise NotReady(msg)
             if pending is not None and pending[0] != self.version:
                 self._model.set_weights(pending[1])
                 self.version = pending[0]

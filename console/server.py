@@ -31,16 +31,21 @@ log = logging.getLogger("hvd_online.console")
 class ConsoleHook:
     """The trainer's side of the console (called on the training thread)."""
 
-    def __init__(self, state: ConsoleState, predictor: Predictor, emit_pending: Any,
-                 server: Any, publish_every_s: float = 0.25) -> None:
+    def __init__(self, state: ConsoleState, predictor: Predictor, build_predict_model: Any,
+                 emit_pending: Any, server: Any, publish_every_s: float = 0.25) -> None:
         self.state = state
         self.predictor = predictor
+        self._build_predict_model = build_predict_model
         self._emit_pending = emit_pending
         self._server = server
         self.publish_every_s = publish_every_s
         self._published = 0.0
 
     def on_step(self, report: StepReport, rows: np.ndarray, model: Any) -> None:
+        if self._build_predict_model is not None:
+            # built after the trainer's model (so Keras names on rank 0 match other ranks')
+            self.predictor.attach(self._build_predict_model())
+            self._build_predict_model = None
         self.state.push(report.as_json())
         now = time.monotonic()
         if report.applied and (now - self._published >= self.publish_every_s
@@ -58,7 +63,7 @@ class ConsoleHook:
 def start_console(config: Config, template: ModelTemplate, controls: Controls) -> ConsoleHook:
     token = config.console.token or secrets.token_urlsafe(16)
     state = ConsoleState(config_as_dict(config))
-    predictor = Predictor(build_model(template, config.model.pretrained), template.schema)
+    predictor = Predictor(None, template.schema)
     name = config.console.model_name
     app, socketio = create_app(state, predictor, controls.request, token, model_name=name)
     server = make_server(config.console.host, config.console.port, app, threaded=True)
@@ -71,4 +76,6 @@ def start_console(config: Config, template: ModelTemplate, controls: Controls) -
     run_dir = Path(config.run.dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "console.url").write_text(f"{url}\n")  # scripts and tests find the port here
-    return ConsoleHook(state, predictor, app.extensions["hvd_online"]["emit_pending"], server)
+    return ConsoleHook(state, predictor,
+                       lambda: build_model(template, config.model.pretrained),
+                       app.extensions["hvd_online"]["emit_pending"], server)

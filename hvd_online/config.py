@@ -172,14 +172,13 @@ def load_config_text(text: str, overrides: list[str] = (), base_dir: Path | None
         raise ConfigError(msg) from err
     for override in overrides:
         _apply_override(data, override)
-    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    sections: dict[str, Any] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
     built = {}
     for name, values in data.items():
         if name not in sections:
             msg = f"unknown section [{name}]; known sections: {', '.join(sections)}"
             raise ConfigError(msg)
-        section_cls = next(f.default_factory for f in dataclasses.fields(Config) if f.name == name)  # type: ignore[misc]
-        built[name] = _build_section(section_cls, name, values)
+        built[name] = _build_section(sections[name], name, values)
     config = Config(**built)
     return _resolve_paths(config, base_dir) if base_dir else config
 

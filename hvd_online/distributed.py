@@ -7,6 +7,7 @@ same order on every rank); other threads only set flags that the step carries.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ import horovod.tensorflow as hvd
 import keras
 import numpy as np
 import tensorflow as tf
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,11 @@ def init_world(threads: int = 0) -> World:
     # Ranks on one host share its cores: by default give each an equal share, so N ranks
     # do not oversubscribe the machine (measured: 2 ranks x all cores is slower than 1 rank).
     per_rank = threads or max(1, (os.cpu_count() or 1) // world.local_size)
-    tf.config.threading.set_intra_op_parallelism_threads(per_rank)
-    tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, per_rank)))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(per_rank)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, per_rank)))
+    except RuntimeError:  # TensorFlow already ran ops in this process (tests, notebooks)
+        log.warning("TensorFlow is already initialised: keeping its thread settings")
     return world
 
 
@@ -50,8 +56,12 @@ def broadcast_initial_state(model: keras.Model, optimizer: keras.optimizers.Opti
     """Every rank starts from rank 0's weights and optimizer state (built up front so its
     slots exist before the first step)."""
     optimizer.build(model.trainable_variables)
-    hvd.broadcast_variables(_tf_variables(model.variables), root_rank=0)
-    hvd.broadcast_variables(_tf_variables(optimizer.variables), root_rank=0)
+    variables = _tf_variables(list(model.variables) + list(optimizer.variables))
+    # Named by position, not by variable name: Keras names depend on how many models a
+    # process built before (rank 0 also builds one for the console), and Horovod matches
+    # collectives across ranks by name.
+    for i, variable in enumerate(variables):
+        variable.assign(hvd.broadcast(variable, root_rank=0, name=f"hvd_online_init_{i}"))
 
 
 def broadcast_object(obj: Any, root_rank: int = 0) -> Any:
@@ -92,7 +102,8 @@ class SyncStep:
             metric_sum = tf.reduce_sum(tf.cast(metric_fn(y, pred), tf.float32))
             tape = hvd.DistributedGradientTape(tape, op=hvd.Sum)
             grads = tape.gradient(loss_sum, sources)
-            grads = [tf.zeros_like(s) if g is None else g for g, s in zip(grads, sources)]
+            grads = [tf.zeros_like(s) if g is None else g
+                     for g, s in zip(grads, sources, strict=True)]
             count = tf.cast(tf.shape(x)[0], tf.float32)
             head = tf.stack([loss_sum, metric_sum, count])
             stats = hvd.allreduce(tf.concat([head, local_stats], 0), op=hvd.Sum,

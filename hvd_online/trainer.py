@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,12 @@ from streams.codecs import make_codec
 from streams.source import PartitionSource, Record
 from streams.window import BatchWindow
 
+RATE_WINDOW_STEPS = 50
+
 
 class DeadLetters(Protocol):
-    total: int
+    @property
+    def total(self) -> int: ...
 
     def send(self, record: Record, rejected: Any) -> None: ...
 
@@ -171,7 +175,7 @@ class OnlineTrainer:
 
     def run(self) -> Iterator[StepReport]:
         start = last_save = idle_since = time.monotonic()
-        self._session_start_samples = self.samples_total
+        self._recent = deque([(start, self.samples_total)], maxlen=RATE_WINDOW_STEPS)
         last_step_time, last_fill = 0.0, 0.0
         every_steps = self.config.checkpoint.every_steps
         batch_size = self.config.window.batch_size
@@ -217,13 +221,18 @@ class OnlineTrainer:
             loss=stats.loss_sum / n if n else math.nan,
             metric=stats.metric_sum / n if n else math.nan,
             applied=applied, elapsed_s=elapsed,
-            samples_per_s=(self.samples_total - self._session_start_samples) / elapsed
-            if elapsed > 0 else 0.0,
+            samples_per_s=self._recent_rate(),
             rank_step_time_s=stats.rank_step_time_s, rank_fill=stats.rank_fill,
             partition_backlog=stats.partition_backlog, rejected_total=stats.rejected,
             duplicates_total=stats.duplicates, skipped_steps=self.skipped_steps,
             checkpoint=checkpoint, stopped=stopped,
         )
+
+    def _recent_rate(self) -> float:
+        """Samples/s over the last RATE_WINDOW_STEPS steps (a rate that follows the stream)."""
+        self._recent.append((time.monotonic(), self.samples_total))
+        (t0, n0), (t1, n1) = self._recent[0], self._recent[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
     def _backlog(self) -> dict[int, int]:
         return {s.partition: s.backlog() for s in self.sources if hasattr(s, "backlog")}

@@ -113,7 +113,8 @@
   fetch("/v1/models/" + modelName + "/metadata").then((r) => r.json()).then((meta) => {
     if (!meta.inputs) return;
     const input = Object.values(meta.inputs)[0];
-    const example = new Array(input.shape.slice(1).reduce((a, b) => a * b, 1)).fill(0);
+    const zeros = (shape) => shape.length ? Array.from({ length: shape[0] }, () => zeros(shape.slice(1))) : 0;
+    const example = zeros(input.shape.slice(1));
     $("predict-input").value = JSON.stringify({ instances: [example] });
   });
 })();

@@ -1,0 +1,102 @@
+"""The console in real headless Chromium during a real 2-rank run: live loss points,
+Save -> checkpoint on disk and on the page, Stop -> both ranks exit 0."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hvd_online.launch import horovodrun_command
+from tests.integration.harness import REPO, write_config
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+TOKEN = "browser-test-token"
+ARTIFACTS = REPO / "artifacts"
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def live_run(broker, topic, tmp_path):
+    extra = f'[console]\nenabled = true\nport = 0\ntoken = "{TOKEN}"\n'
+    config = write_config(tmp_path, broker.url, topic, extra=extra)
+    # write_config disables the console; the later [console] table must replace it
+    text = config.read_text().replace("[console]\nenabled = false\n", "")
+    config.write_text(text)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "hvd_online.cli", "produce", str(config), "--count", "2000000",
+         "--rate", "3000"], cwd=REPO, env=env)
+    log_path = tmp_path / "ranks.log"
+    with open(log_path, "w") as log:
+        ranks = subprocess.Popen(horovodrun_command(2, ["train", str(config),
+                                                        "--set", "train.idle_timeout_s=0"]),
+                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url_file = tmp_path / "run" / "console.url"
+    try:
+        yield ranks, url_file, log_path
+    finally:
+        for process in (ranks, producer):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        sys.stdout.write(log_path.read_text()[-5000:])
+
+
+def test_dashboard_live_save_and_stop(live_run):
+    from playwright.sync_api import sync_playwright
+
+    ranks, url_file, log_path = live_run
+    url = wait_for(lambda: url_file.exists() and url_file.read_text().strip(), 120,
+                   "the console to start")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}?token={TOKEN}")
+
+        def loss_points() -> int:
+            return page.evaluate("window.hvdConsole.charts.loss.data.datasets[0].data.length")
+
+        first = wait_for(lambda: loss_points() >= 3 and loss_points(), 60, "loss points")
+        wait_for(lambda: loss_points() > first + 3, 60, "new live loss points")
+        assert page.locator("#status").inner_text() == "training"
+
+        page.click("#save")
+        wait_for(lambda: "ckpt-" in page.locator("#last-checkpoint").inner_text(), 60,
+                 "the checkpoint to show on the page")
+        shown = page.locator("#last-checkpoint").inner_text()
+        path = Path(shown.split(": ", 1)[1])
+        assert (path / "manifest.json").is_file() and (path / "weights.npz").is_file()
+        assert ranks.poll() is None, "Save must not stop training"
+
+        page.screenshot(path=str(ARTIFACTS / "console-dashboard.png"), full_page=True)
+
+        page.click("#stop")
+        wait_for(lambda: page.locator("#status").inner_text() == "stopped", 60,
+                 "the page to show 'stopped'")
+        page.screenshot(path=str(ARTIFACTS / "console-stopped.png"), full_page=True)
+        browser.close()
+
+    assert ranks.wait(timeout=120) == 0
+    summaries = [json.loads(line.split("SUMMARY ", 1)[1])
+                 for line in log_path.read_text().splitlines() if "SUMMARY " in line]
+    assert sorted(s["rank"] for s in summaries) == [0, 1]
+    assert all(s["stopped"] == "stop" for s in summaries)
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
