@@ -69,8 +69,11 @@ if [ "${HVD_ONLINE_BROWSER:-1}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq chromium >/dev/null
 fi
 
-if [ -f "$repo/console/package-lock.json" ] && [ ! -d "$repo/console/node_modules" ]; then
-  log "installing console scripts from npm (package-lock.json)"
+npm_stamp=$repo/console/node_modules/.package-lock.sha
+npm_want=$(sha256sum "$repo/console/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]; then
+  log "installing console scripts from npm (console/package-lock.json)"
   (cd "$repo/console" && npm ci --silent --no-audit --no-fund)
+  echo "$npm_want" >"$npm_stamp"
 fi
 log "ready: $venv"
