@@ -1,7 +1,7 @@
 """Runs the console inside rank 0's training process and links it to the trainer.
 
 The web server runs in daemon threads (Werkzeug's threaded server; WebSocket through
-simple-websocket). The trainer talks to it only through `ConsoleHook.on_step`, which never
+simple-websocket). The trainer talks to it only through `ConsoleHook.on_report`, which never
 blocks: reports go to a bounded drop-oldest queue, weights to the predictor's snapshot slot.
 """
 
@@ -41,7 +41,10 @@ class ConsoleHook:
         self.publish_every_s = publish_every_s
         self._published = 0.0
 
-    def on_step(self, report: StepReport, rows: np.ndarray, model: Any) -> None:
+    def on_applied(self, step: int, rows: np.ndarray) -> None:
+        pass
+
+    def on_report(self, report: StepReport, model: Any) -> None:
         if self._build_predict_model is not None:
             # built after the trainer's model (so Keras names on rank 0 match other ranks')
             self.predictor.attach(self._build_predict_model())

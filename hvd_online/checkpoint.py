@@ -8,6 +8,7 @@ manifest or is ignored, and the previous one stays usable.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,6 +31,8 @@ class Checkpoint:
     weights: list[np.ndarray]
     optimizer: list[np.ndarray]
     state: dict[str, Any]
+    #: newer checkpoints that were unusable: the broker may have been acknowledged past this one
+    skipped_newer: int = 0
 
 
 def _fsync(path: Path) -> None:
@@ -104,9 +107,11 @@ def load_checkpoint(path: Path) -> Checkpoint:
 
 def load_latest_checkpoint(root: Path) -> Checkpoint | None:
     """The newest checkpoint that verifies; a corrupt one is reported and skipped."""
-    for path in reversed(list_checkpoints(root)):
+    for skipped, path in enumerate(reversed(list_checkpoints(root))):
         try:
-            return load_checkpoint(path)
+            checkpoint = load_checkpoint(path)
         except (OSError, ValueError, KeyError) as err:
             log.warning("checkpoint %s is unusable (%s); trying the previous one", path, err)
+            continue
+        return dataclasses.replace(checkpoint, skipped_newer=skipped)
     return None

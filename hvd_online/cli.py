@@ -3,6 +3,7 @@
     hvd-online run CONFIG -np 2        laptop: embedded broker + producer + horovodrun
     horovodrun -np N -H ... hvd-online train CONFIG --url pulsar://host:6650
     hvd-online produce CONFIG --url pulsar://host:6650 [--count N] [--rate R]
+    hvd-online export CONFIG --out model.keras [--checkpoint DIR]
     hvd-online broker --data-dir DIR [--port P]
 """
 
@@ -89,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--count", type=int, help="records to send (produce.count)")
     produce.add_argument("--rate", type=float, help="records/s, 0 = unlimited (produce.rate)")
 
+    export = sub.add_parser("export", help="write a checkpoint as .keras or SavedModel")
+    _config_args(export)
+    export.add_argument("--out", required=True, help="OUT.keras, or a SavedModel directory")
+    export.add_argument("--checkpoint", help="checkpoint directory (default: newest valid)")
+
     broker = sub.add_parser("broker", help="run the embedded pulsar-lite broker in the "
                             "foreground")
     broker.add_argument("--data-dir", required=True)
@@ -121,9 +127,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             produce(config, config.stream.url, args.count, args.rate)
             return 0
+        if args.command == "export":
+            from pathlib import Path
+
+            from hvd_online.export import export_model
+
+            export_model(load_with_flags(args), Path(args.out),
+                         Path(args.checkpoint) if args.checkpoint else None)
+            return 0
         if args.command == "broker":
+            import signal
+
             from streams.broker import EmbeddedBroker
 
+            # kill -15 must stop the broker child too (it runs in its own session)
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             with EmbeddedBroker(args.data_dir, port=args.port, host=args.host) as broker:
                 print(f"pulsar-lite broker at {broker.url} (Ctrl-C stops it)", flush=True)
                 while broker.process and broker.process.poll() is None:

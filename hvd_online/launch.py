@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -44,7 +45,12 @@ def run_command(config_path: str, overrides: list[str], config: Config, num_proc
             stack.callback(_stop, producer)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log.info("starting %d ranks: horovodrun -np %d", num_proc, num_proc)
-        code = subprocess.call(horovodrun_command(num_proc, ["train", *common]), env=env)
+        ranks = subprocess.Popen(horovodrun_command(num_proc, ["train", *common]), env=env)
+        stack.callback(_stop, ranks)
+        # kill -15 on this command reaches the ranks (they checkpoint, then exit 0); the
+        # broker is stopped on the way out
+        signal.signal(signal.SIGTERM, lambda *_: ranks.send_signal(signal.SIGTERM))
+        code = ranks.wait()
         if producer is not None and producer.poll() is None and code == 0:
             producer.wait()
         if producer is not None and producer.returncode not in (0, None):
@@ -58,4 +64,8 @@ def run_command(config_path: str, overrides: list[str], config: Config, num_proc
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
-        process.wait(10)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,8 +1,9 @@
 """Test-only ledger hook: records the key of every sample in every applied update.
 
 Enabled by the environment variable HVD_ONLINE_LEDGER_DIR; each rank appends to
-`rank-R.ids` (one id per line) and flushes after every step, so a rank killed with -9 leaves
-a ledger that is complete up to its last applied step.
+`rank-R.ids` one line "STEP ID" per sample and flushes after every step, so a rank killed
+with -9 leaves a ledger complete up to its last applied step. Steps after the checkpoint a
+run resumes from were rolled back with the model, so readers drop them (see the tests).
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ class LedgerHook:
         self.key_field = key_field
         self._file = open(directory / f"rank-{rank}.ids", "a")  # noqa: SIM115 - lives with run
 
-    def on_step(self, report: StepReport, rows: np.ndarray, model: Any) -> None:
-        if report.applied and len(rows):
-            self._file.write("\n".join(map(str, rows[self.key_field].tolist())) + "\n")
-            self._file.flush()
+    def on_applied(self, step: int, rows: np.ndarray) -> None:
+        ids = rows[self.key_field].tolist()
+        self._file.write("".join(f"{step} {i}\n" for i in ids))
+        self._file.flush()
+
+    def on_report(self, report: StepReport, model: Any) -> None:
+        pass
 
 
 def ledger_from_env(rank: int, key_field: str | None) -> LedgerHook | None:

@@ -23,7 +23,9 @@ class StepReport:
     samples_per_s: float
     rank_step_time_s: list[float] = field(default_factory=list)
     rank_fill: list[float] = field(default_factory=list)
+    #: per partition: messages received but not yet trained, and the oldest one's age
     partition_backlog: list[int] = field(default_factory=list)
+    partition_lag_ms: list[int] = field(default_factory=list)
     rejected_total: int = 0
     duplicates_total: int = 0
     skipped_steps: int = 0

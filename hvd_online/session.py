@@ -57,11 +57,12 @@ def _resume_state(config: Config, world: World) -> Checkpoint | None:
     checkpoint = None
     if world.is_chief:
         checkpoint = load_latest_checkpoint(Path(config.run.dir) / "checkpoints")
-    state = distributed.broadcast_object(checkpoint.state if checkpoint else None)
-    if state is None:
+    found = (checkpoint.state, checkpoint.skipped_newer) if checkpoint else None
+    found = distributed.broadcast_object(found)
+    if found is None:
         return None
     if checkpoint is None:  # other ranks: arrays come with the variable broadcast
-        checkpoint = Checkpoint(Path(), [], [], state)
+        checkpoint = Checkpoint(Path(), [], [], found[0], skipped_newer=found[1])
     return checkpoint
 
 
@@ -83,9 +84,10 @@ def train_rank(config: Config, world: World, controls: Controls,
         sources = []
         for p in owned:
             start_after = bytes.fromhex(positions[str(p)]) if str(p) in positions else None
-            source = PulsarPartitionSource(client, config.stream.topic, p,
-                                           config.stream.subscription, start_after=start_after,
-                                           consumer_options=config.stream.consumer_options)
+            source = PulsarPartitionSource(
+                client, config.stream.topic, p, config.stream.subscription,
+                start_after=start_after, seek=bool(resume and resume.skipped_newer),
+                consumer_options=config.stream.consumer_options)
             stack.callback(source.close)
             sources.append(source)
         dead_letters = DeadLetterSink(client, config.stream.topic)
@@ -103,6 +105,7 @@ def train_rank(config: Config, world: World, controls: Controls,
             "elapsed_s": round(last.elapsed_s, 2) if last else 0.0,
             "checkpoint": last.checkpoint if last else None,
             "rejected": dict(dead_letters.counts),
+            "partitions": {s.partition: s.stats() for s in sources},
             "weights_sha256": weights_digest(trainer.model),
         }
 

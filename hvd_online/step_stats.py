@@ -6,10 +6,12 @@ per-partition values are "gathered" by summing vectors in which each rank fills 
 
 >>> layout = StatsLayout(world_size=2, partitions=4)
 >>> local = layout.local(rank=1, flags={"save": 1}, step_time_s=0.5, fill=0.25,
-...                      backlog={1: 10, 3: 7}, rejected=2, duplicates=0)
+...                      partitions={1: (10, 40), 3: (7, 0)}, rejected=2, duplicates=0)
 >>> summed = layout.decode(np.concatenate([[1.0, 0.5, 8.0], local]))
 >>> summed.flags["save"], summed.rank_step_time_s, summed.partition_backlog
 (1.0, [0.0, 0.5], [0, 10, 0, 7])
+>>> summed.partition_lag_ms
+[0, 40, 0, 0]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class GlobalStats:
     rank_step_time_s: list[float]
     rank_fill: list[float]
     partition_backlog: list[int]
+    partition_lag_ms: list[int]
 
 
 class StatsLayout:
@@ -41,10 +44,12 @@ class StatsLayout:
     def __init__(self, world_size: int, partitions: int) -> None:
         self.world_size = world_size
         self.partitions = partitions
-        self.length = len(FLAGS) + 2 + 2 * world_size + partitions
+        self.length = len(FLAGS) + 2 + 2 * world_size + 2 * partitions
 
     def local(self, rank: int, flags: Mapping[str, int], step_time_s: float, fill: float,
-              backlog: Mapping[int, int], rejected: int, duplicates: int) -> np.ndarray:
+              partitions: Mapping[int, tuple[int, int]], rejected: int,
+              duplicates: int) -> np.ndarray:
+        """`partitions`: {partition: (messages waiting, age of the oldest in ms)}."""
         v = np.zeros(self.length, dtype=np.float32)
         for i, name in enumerate(FLAGS):
             v[i] = flags.get(name, 0)
@@ -54,8 +59,9 @@ class StatsLayout:
         v[base + rank] = step_time_s
         v[base + self.world_size + rank] = fill
         base += 2 * self.world_size
-        for partition, lag in backlog.items():
-            v[base + partition] = lag
+        for partition, (waiting, lag_ms) in partitions.items():
+            v[base + partition] = waiting
+            v[base + self.partitions + partition] = lag_ms
         return v
 
     def decode(self, summed: np.ndarray) -> GlobalStats:
@@ -70,5 +76,6 @@ class StatsLayout:
             duplicates=int(round(rest[n + 1])),
             rank_step_time_s=[float(t) for t in rest[n + 2 : n + 2 + w]],
             rank_fill=[float(f) for f in rest[n + 2 + w : n + 2 + 2 * w]],
-            partition_backlog=[int(round(b)) for b in rest[n + 2 + 2 * w :]],
+            partition_backlog=[int(round(b)) for b in rest[n + 2 + 2 * w :][: self.partitions]],
+            partition_lag_ms=[int(round(b)) for b in rest[n + 2 + 2 * w :][self.partitions :]],
         )

@@ -45,9 +45,13 @@ class DeadLetters(Protocol):
 
 
 class TrainerHook(Protocol):
-    """Called on the training thread after every step (keep it cheap)."""
+    """Called on the training thread (keep it cheap)."""
 
-    def on_step(self, report: StepReport, rows: np.ndarray, model: keras.Model) -> None: ...
+    def on_applied(self, step: int, rows: np.ndarray) -> None:
+        """Right after an update that trained `rows`, before any checkpoint of that step."""
+
+    def on_report(self, report: StepReport, model: keras.Model) -> None:
+        """After every step, with the step's report (checkpoint path included)."""
 
 
 @dataclass
@@ -55,13 +59,16 @@ class _Cut:
     """Last record of each partition included in an applied update (the checkpoint cut)."""
 
     records: dict[int, Record] = field(default_factory=dict)
+    #: positions carried over from the checkpoint this run resumed from (quiet partitions
+    #: keep their place in the next checkpoint)
+    resumed: dict[int, str] = field(default_factory=dict)
 
     def advance(self, records: Sequence[Record]) -> None:
         for record in records:  # records of one partition arrive in order
             self.records[record.partition] = record
 
     def positions(self) -> dict[int, str]:
-        out = {}
+        out = dict(self.resumed)
         for partition, record in self.records.items():
             mid = record.message_id
             out[partition] = mid.serialize().hex() if hasattr(mid, "serialize") else str(
@@ -110,7 +117,9 @@ class OnlineTrainer:
         )
         self.window = BatchWindow(self.sources, config.window.batch_size,
                                   config.window.max_wait_ms / 1000)
-        self.cut = _Cut()
+        owned = {s.partition for s in self.sources}
+        resumed = resume.state.get("positions", {}) if resume else {}
+        self.cut = _Cut(resumed={int(p): v for p, v in resumed.items() if int(p) in owned})
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         """Rank 0 loads the checkpoint; the broadcast that follows hands it to every rank."""
@@ -186,7 +195,7 @@ class OnlineTrainer:
             schema = self.template.schema
             local = self.layout.local(
                 self.world.rank, self._local_flags(last_save, idle_since), last_step_time,
-                last_fill, self._backlog(), self.dead_letters.total, self._duplicates())
+                last_fill, self._partition_state(), self.dead_letters.total, self._duplicates())
             x = np.ascontiguousarray(rows[schema.features])
             y = np.ascontiguousarray(rows[schema.label])
             summed, applied, _finite = self.sync_step(x, y, local)
@@ -197,6 +206,9 @@ class OnlineTrainer:
             elif stats.count:
                 self.skipped_steps += 1
             self.cut.advance(records)
+            if applied:
+                for hook in self.hooks:
+                    hook.on_applied(self.step, rows)
             now = time.monotonic()
             if stats.count:
                 idle_since = now
@@ -208,7 +220,7 @@ class OnlineTrainer:
                 last_save = time.monotonic()
             report = self._report(stats, applied, now - start, checkpoint, stopped)
             for hook in self.hooks:
-                hook.on_step(report, rows if applied else rows[:0], self.model)
+                hook.on_report(report, self.model)
             yield report
             if stopped:
                 return
@@ -223,7 +235,8 @@ class OnlineTrainer:
             applied=applied, elapsed_s=elapsed,
             samples_per_s=self._recent_rate(),
             rank_step_time_s=stats.rank_step_time_s, rank_fill=stats.rank_fill,
-            partition_backlog=stats.partition_backlog, rejected_total=stats.rejected,
+            partition_backlog=stats.partition_backlog, partition_lag_ms=stats.partition_lag_ms,
+            rejected_total=stats.rejected,
             duplicates_total=stats.duplicates, skipped_steps=self.skipped_steps,
             checkpoint=checkpoint, stopped=stopped,
         )
@@ -234,8 +247,8 @@ class OnlineTrainer:
         (t0, n0), (t1, n1) = self._recent[0], self._recent[-1]
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
-    def _backlog(self) -> dict[int, int]:
-        return {s.partition: s.backlog() for s in self.sources if hasattr(s, "backlog")}
+    def _partition_state(self) -> dict[int, tuple[int, int]]:
+        return {s.partition: (s.backlog(), s.lag_ms()) for s in self.sources}
 
     def _duplicates(self) -> int:
         return sum(s.stats().get("duplicates", 0) for s in self.sources)

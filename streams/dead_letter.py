@@ -6,12 +6,15 @@ and replayed.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
 
 from streams.codecs import Rejected
 from streams.source import Record
 from streams.topics import dead_letter_topic
+
+log = logging.getLogger(__name__)
 
 
 class DeadLetterSink:
@@ -20,6 +23,7 @@ class DeadLetterSink:
         self._producer = client.create_producer(self.topic, block_if_queue_full=True,
                                                 batching_enabled=False)
         self.counts: Counter[str] = Counter()
+        self.failed = 0
 
     def send(self, record: Record, rejected: Rejected) -> None:
         kind = rejected.reason.split(":", 1)[0]
@@ -29,7 +33,13 @@ class DeadLetterSink:
             "source_partition": str(record.partition),
             "source_position": ".".join(map(str, record.position)),
         }
-        self._producer.send(record.payload, properties=properties)
+        # asynchronous: a broker outage must not stall training; failures are counted/logged
+        self._producer.send_async(record.payload, self._sent, properties=properties)
+
+    def _sent(self, result: Any, _message_id: Any) -> None:
+        if str(result) != "Ok":
+            self.failed += 1
+            log.error("dead-letter publish to %s failed: %s", self.topic, result)
 
     @property
     def total(self) -> int:

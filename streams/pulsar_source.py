@@ -9,6 +9,7 @@ position handed out is dropped here and counted.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -18,6 +19,8 @@ import pulsar
 
 from streams.source import PartitionSource, Record
 from streams.topics import partition_topic
+
+log = logging.getLogger(__name__)
 
 
 def message_position(message_id: Any) -> tuple[int, int, int]:
@@ -34,6 +37,7 @@ class PulsarPartitionSource(PartitionSource):
         subscription: str,
         buffer_size: int = 4096,
         start_after: bytes | None = None,
+        seek: bool = False,
         consumer_options: dict[str, Any] | None = None,
     ) -> None:
         self.partition = partition
@@ -44,8 +48,11 @@ class PulsarPartitionSource(PartitionSource):
         self._last_enqueued: tuple[int, int, int] | None = None
         self._position: tuple[int, int, int] | None = None
         self._duplicates = 0
-        self._backlog = 0
-        self._backlog_checked = 0.0
+        self._received = 0
+        resume = pulsar.MessageId.deserialize(start_after) if start_after is not None else None
+        if resume is not None:
+            # set before subscribing: the listener may deliver before seek() returns
+            self._last_enqueued = self._position = message_position(resume)
         options = {"receiver_queue_size": 1000, **(consumer_options or {})}
         self._consumer = client.subscribe(
             self.topic,
@@ -55,9 +62,11 @@ class PulsarPartitionSource(PartitionSource):
             message_listener=self._on_message,
             **options,
         )
-        if start_after is not None:
-            resume = pulsar.MessageId.deserialize(start_after)
-            self._last_enqueued = self._position = message_position(resume)
+        if resume is not None and seek:
+            # The subscription's acknowledged cursor is ahead of this checkpoint (a newer one
+            # was unusable): rewind. Otherwise the cursor is at or behind it and the position
+            # filter above drops what was already trained, so no seek is needed - and seeking
+            # pulsar-lite 0.2.0 consumers sometimes stopped their delivery (measured here).
             self._consumer.seek(resume)
 
     def _on_message(self, consumer: Any, message: Any) -> None:
@@ -69,6 +78,7 @@ class PulsarPartitionSource(PartitionSource):
         self._space.acquire()
         if self._closed:
             return
+        self._received += 1
         self._last_enqueued = position
         self._buffer.append(
             Record(self.partition, position, message.data(), message.publish_timestamp(),
@@ -92,23 +102,31 @@ class PulsarPartitionSource(PartitionSource):
         return self._position
 
     def acknowledge(self, record: Record) -> None:
-        self._consumer.acknowledge_cumulative(record.message_id)
+        try:
+            self._consumer.acknowledge_cumulative(record.message_id)
+        except Exception as err:  # noqa: BLE001 - broker away: the next checkpoint acks again
+            log.warning("partition %d: acknowledge failed (%s); retried at the next checkpoint",
+                        self.partition, err)
 
-    def backlog(self, every_s: float = 2.0) -> int:
-        """Messages published but not yet handed out (approximate; asked at most every_s)."""
-        now = time.monotonic()
-        if now - self._backlog_checked >= every_s:
-            self._backlog_checked = now
-            try:
-                last = message_position(self._consumer.get_last_message_id())
-            except Exception:  # noqa: BLE001 - lag is informative only; keep the last value
-                return self._backlog
-            here = self._position or (last[0], -1, -1)
-            self._backlog = max(0, last[1] - here[1]) if last[0] == here[0] else self._backlog
-        return self._backlog + len(self._buffer)
+    def backlog(self) -> int:
+        """Messages received from the broker but not yet handed to training.
+
+        (Not the broker's backlog: asking the broker, `consumer.get_last_message_id()`,
+        stops pulsar-lite 0.2.0 from dispatching to that consumer — measured here.)
+        """
+        return len(self._buffer)
+
+    def lag_ms(self) -> int:
+        """Age of the oldest message waiting here (0 when caught up): how far behind we are."""
+        try:
+            oldest = self._buffer[0]
+        except IndexError:
+            return 0
+        return max(0, int(time.time() * 1000) - oldest.publish_ms)
 
     def stats(self) -> dict[str, int]:
-        return {"duplicates": self._duplicates, "buffered": len(self._buffer)}
+        return {"received": self._received, "duplicates": self._duplicates,
+                "buffered": len(self._buffer), "connected": int(self._consumer.is_connected())}
 
     def close(self) -> None:
         self._closed = True

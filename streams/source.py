@@ -56,6 +56,14 @@ class PartitionSource(ABC):
     def acknowledge(self, record: Record) -> None:  # noqa: B027 - optional hook
         """Tell the broker everything up to `record` is done with (cumulative)."""
 
+    def backlog(self) -> int:
+        """Records received but not yet handed out."""
+        return 0
+
+    def lag_ms(self) -> int:
+        """Age of the oldest record waiting here, in ms (0 when caught up)."""
+        return 0
+
     def stats(self) -> dict[str, int]:
         """Counters for the console and logs (e.g. duplicates dropped, backlog)."""
         return {}

@@ -33,7 +33,7 @@
     metric: lineChart("metric-chart", ["metric", "smoothed"]),
     rate: lineChart("rate-chart", ["samples/s"]),
     ranks: barChart("ranks-chart", ["step time (ms)", "window fill (%)"]),
-    backlog: barChart("backlog-chart", ["backlog"]),
+    backlog: barChart("backlog-chart", ["waiting (messages)", "lag (ms)"]),
   };
   const ema = { loss: null, metric: null };
   window.hvdConsole = { charts, received: 0 };
@@ -60,6 +60,7 @@
     charts.ranks.data.datasets[1].data = r.rank_fill.map((f) => f * 100);
     charts.backlog.data.labels = r.partition_backlog.map((_, i) => "p" + i);
     charts.backlog.data.datasets[0].data = r.partition_backlog;
+    charts.backlog.data.datasets[1].data = r.partition_lag_ms;
   }
   function showState(s) {
     $("status").textContent = s.status;

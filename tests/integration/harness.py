@@ -86,11 +86,91 @@ def run_ranks(config_path: Path, *overrides: str, np: int = 2, timeout: float = 
                           env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     output = proc.stdout + proc.stderr
     sys.stdout.write(output[-6000:])  # shown by pytest when the test fails
+    runs = sorted(config_path.parent.glob("ranks-*.log"))
+    (config_path.parent / f"ranks-{len(runs)}.log").write_text(output)  # whole log, to debug
     return RankRun(proc.returncode, output)
 
 
-def read_ledger(directory: Path) -> list[int]:
+def read_ledger(directory: Path, up_to_step: int | None = None) -> list[int]:
+    """Ids trained in one run; with `up_to_step`, only those a later resume kept (the steps
+    after the checkpoint it resumed from were rolled back with the model)."""
     ids: list[int] = []
     for file in sorted(directory.glob("rank-*.ids")):
-        ids.extend(int(line) for line in file.read_text().split())
+        for line in file.read_text().splitlines():
+            if len(line.split()) != 2:  # the last line of a rank killed mid-write
+                continue
+            step, sample = line.split()
+            if up_to_step is None or int(step) <= up_to_step:
+                ids.append(int(sample))
     return ids
+
+
+@dataclass
+class Background:
+    """A process started by a test: killed at teardown if still running."""
+
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_ranks(config_path: Path, *overrides: str, np: int = 2, log_path: Path,
+                env: dict[str, str] | None = None) -> Background:
+    argv = ["train", str(config_path), *[a for o in overrides for a in ("--set", o)]]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(horovodrun_command(np, argv), cwd=REPO, stdout=log,
+                                   stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    return Background(process, log_path)
+
+
+def start_producer(config_path: Path, count: int, rate: float, log_path: Path) -> Background:
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hvd_online.cli", "produce", str(config_path),
+             "--count", str(count), "--rate", str(rate)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    return Background(process, log_path)
+
+
+def rank_pids(launcher: subprocess.Popen) -> dict[int, int]:
+    """{rank: pid} of the training processes under a horovodrun launcher."""
+    import psutil
+
+    out = {}
+    for child in psutil.Process(launcher.pid).children(recursive=True):
+        try:
+            if "hvd_online.cli" in " ".join(child.cmdline()) and "train" in child.cmdline():
+                rank = child.environ().get("HOROVOD_RANK")
+                if rank is not None:
+                    out[int(rank)] = child.pid
+        except psutil.Error:
+            continue
+    return out
+
+
+def ledger_size(directory: Path) -> int:
+    return sum(len(f.read_text().splitlines()) for f in directory.glob("rank-*.ids"))
+
+
+def wait_until(predicate, timeout: float, what: str):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

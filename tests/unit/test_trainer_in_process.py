@@ -102,3 +102,19 @@ def test_idle_timeout_ends_the_run(world, tmp_path):
                               ["train.idle_timeout_s=0.05"])
     reports = list(trainer.run())
     assert reports[-1].stopped == "idle"
+
+
+def test_non_finite_loss_skips_the_step_on_every_rank_and_counts_it(world, tmp_path):
+    template = Linear()
+    rows = np.zeros(32, dtype=template.schema.dtype)
+    rows["x"] = 1.0
+    rows["y"] = 1e30  # finite in the record, but its squared error overflows float32
+    source = TestingSource(0, RecordCodec(template.schema).encode_many(rows))
+    trainer, sink = make_trainer(world, tmp_path, [source], ["train.max_steps=1"])
+    before = [w.copy() for w in trainer.model.get_weights()]
+    (report,) = list(trainer.run())
+    assert report.count == 32 and not report.applied
+    assert report.skipped_steps == 1 and report.samples_total == 0
+    assert sink.total == 0
+    for got, want in zip(trainer.model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(got, want)

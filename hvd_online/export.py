@@ -1,0 +1,34 @@
+"""`hvd-online export`: a checkpoint's weights as a model for serving.
+
+`OUT.keras` writes a Keras file; any other path a TensorFlow SavedModel directory
+(for TF-Serving).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hvd_online.checkpoint import load_checkpoint, load_latest_checkpoint
+from hvd_online.config import Config
+from hvd_online.errors import HvdOnlineError
+from hvd_online.template import build_model, load_template
+
+log = logging.getLogger("hvd_online")
+
+
+def export_model(config: Config, out: Path, checkpoint: Path | None = None) -> Path:
+    root = Path(config.run.dir) / "checkpoints"
+    found = load_checkpoint(checkpoint) if checkpoint else load_latest_checkpoint(root)
+    if found is None:
+        msg = f"no valid checkpoint under {root}: train first, or pass --checkpoint DIR"
+        raise HvdOnlineError(msg)
+    template = load_template(config.model.template, config.model.params)
+    model = build_model(template, config.model.pretrained)
+    model.set_weights(found.weights)
+    if out.suffix == ".keras":
+        model.save(out)
+    else:
+        model.export(str(out), format="tf_saved_model", verbose=False)
+    log.info("exported %s (step %s) to %s", found.path, found.state["step"], out)
+    return out
