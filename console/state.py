@@ -50,7 +50,7 @@ class ConsoleState:
 
     def _record(self, report: dict[str, Any]) -> None:
         """Keep a bounded, evenly thinned history for pages opened mid-run."""
-        important = report.get("checkpoint") or report.get("stopped")
+        important = report.get("checkpoint") or report.get("stopped") or report.get("drift")
         if not report.get("count") and not important:
             return
         self._seen += 1
@@ -78,5 +78,6 @@ class ConsoleState:
 
 
 def _chart_point(report: dict[str, Any]) -> dict[str, Any]:
-    keys = ("step", "samples_total", "loss", "metric", "samples_per_s", "checkpoint", "stopped")
+    keys = ("step", "samples_total", "loss", "metric", "samples_per_s", "checkpoint", "stopped",
+            "drift")
     return {k: report.get(k) for k in keys}

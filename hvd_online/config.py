@@ -102,6 +102,20 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class DriftConfig:
+    """Concept-drift detection on the prequential loss (marked in logs and the console)."""
+
+    #: "" (off) or "page_hinkley"
+    detector: str = ""
+    #: change in mean loss tolerated
+    delta: float = 0.005
+    #: cumulative evidence that flags a drift
+    threshold: float = 1.0
+    #: steps before the first flag (and after each one)
+    min_steps: int = 30
+
+
+@dataclass(frozen=True)
 class ProduceConfig:
     """What `hvd-online produce` / `hvd-online run` publish (examples use this)."""
 
@@ -123,6 +137,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     produce: ProduceConfig = field(default_factory=ProduceConfig)
 
 

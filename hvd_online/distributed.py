@@ -72,6 +72,17 @@ def allgather_object(obj: Any) -> list[Any]:
     return list(hvd.allgather_object(obj))
 
 
+def _values(grad: Any) -> tf.Tensor:
+    return grad.values if isinstance(grad, tf.IndexedSlices) else grad
+
+
+def _divide(grad: Any, total: tf.Tensor) -> Any:
+    """Sparse embedding gradients stay sparse (Horovod allgathers their rows; no densifying)."""
+    if isinstance(grad, tf.IndexedSlices):
+        return tf.IndexedSlices(grad.values / total, grad.indices, grad.dense_shape)
+    return grad / total
+
+
 class SyncStep:
     """One prequential, synchronised update over this rank's window (possibly empty).
 
@@ -111,10 +122,10 @@ class SyncStep:
             total = stats[2]
             finite = tf.math.is_finite(stats[0])
             for g in grads:
-                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(_values(g))))
 
             def apply() -> tf.Tensor:
-                optimizer.apply([g / total for g in grads], trainable)
+                optimizer.apply([_divide(g, total) for g in grads], trainable)
                 return tf.constant(True)
 
             applied = tf.cond(tf.logical_and(total > 0, finite), apply,

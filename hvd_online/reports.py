@@ -29,6 +29,8 @@ class StepReport:
     rejected_total: int = 0
     duplicates_total: int = 0
     skipped_steps: int = 0
+    #: the drift detector flagged this step
+    drift: bool = False
     #: set on the step where a checkpoint was written
     checkpoint: str | None = None
     #: "max_samples", "max_steps", "idle", "stop", "sigterm" on the last step

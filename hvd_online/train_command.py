@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
+from typing import Any
 
 from hvd_online import distributed
 from hvd_online.config import Config
@@ -29,8 +31,28 @@ class ProgressPrinter:
             self._trained_steps += 1
         if report.checkpoint:
             log.info("checkpoint step %d -> %s", report.step, report.checkpoint)
+        if report.drift:
+            log.warning("DRIFT detected at step %d (after %d samples): prequential loss rose",
+                        report.step, report.samples_total)
         if report.stopped or (report.count and (self._trained_steps - 1) % self.log_every == 0):
             log.info("%s", report.log_line())
+
+
+class MetricsLog:
+    """Rank 0 appends every step that trained something (and every event) to a JSONL file,
+    for evaluation scripts and plots after the run."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a")  # noqa: SIM115 - lives as long as the run
+
+    def on_applied(self, step: int, rows: Any) -> None:
+        pass
+
+    def on_report(self, report: StepReport, model: Any) -> None:
+        if report.count or report.checkpoint or report.stopped:
+            self._file.write(json.dumps(report.as_json()) + "\n")
+            self._file.flush()
 
 
 def train_command(config: Config) -> int:
@@ -44,6 +66,8 @@ def train_command(config: Config) -> int:
         hooks.append(ledger)
     printer = ProgressPrinter(config.train.log_every) if world.is_chief else (lambda r: None)
     console = None
+    if world.is_chief:
+        hooks.append(MetricsLog(Path(config.run.dir) / "metrics.jsonl"))
     if world.is_chief and config.console.enabled:
         from console.server import start_console  # rank 0 only: the one web server
 

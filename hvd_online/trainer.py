@@ -9,6 +9,7 @@ reports. Messages are acknowledged only once a checkpoint that includes them is 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -27,6 +28,8 @@ from hvd_online.checkpoint import Checkpoint, save_checkpoint
 from hvd_online.config import Config
 from hvd_online.control import Controls
 from hvd_online.distributed import SyncStep, World
+from hvd_online.drift import PageHinkley
+from hvd_online.errors import ConfigError
 from hvd_online.reports import StepReport
 from hvd_online.step_stats import StatsLayout
 from hvd_online.template import ModelTemplate, build_model
@@ -84,6 +87,16 @@ def weights_digest(model: keras.Model) -> str:
     return h.hexdigest()
 
 
+def _make_detector(config: Config) -> PageHinkley | None:
+    drift = config.drift
+    if not drift.detector:
+        return None
+    if drift.detector != "page_hinkley":
+        msg = f"drift.detector {drift.detector!r} is unknown: use 'page_hinkley' or ''"
+        raise ConfigError(msg)
+    return PageHinkley(drift.delta, drift.threshold, drift.min_steps)
+
+
 class OnlineTrainer:
     def __init__(self, config: Config, template: ModelTemplate, world: World,
                  sources: Sequence[PartitionSource], partitions: int,
@@ -119,6 +132,7 @@ class OnlineTrainer:
                                   config.window.max_wait_ms / 1000)
         owned = {s.partition for s in self.sources}
         resumed = resume.state.get("positions", {}) if resume else {}
+        self.drift = _make_detector(config)
         self.cut = _Cut(resumed={int(p): v for p, v in resumed.items() if int(p) in owned})
 
     def _restore(self, checkpoint: Checkpoint) -> None:
@@ -219,6 +233,8 @@ class OnlineTrainer:
                 checkpoint = self.save()
                 last_save = time.monotonic()
             report = self._report(stats, applied, now - start, checkpoint, stopped)
+            if self.drift is not None and report.count and self.drift.update(report.loss):
+                report = dataclasses.replace(report, drift=True)
             for hook in self.hooks:
                 hook.on_report(report, self.model)
             yield report

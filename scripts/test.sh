@@ -7,6 +7,6 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 bash "$repo/scripts/setup.sh"
 cd "$repo"
 venv=${HVD_ONLINE_VENV:-$repo/.venv}
-"$venv/bin/ruff" check streams hvd_online console examples tests
+"$venv/bin/ruff" check streams hvd_online console examples tests benchmarks
 "$venv/bin/mypy"
 exec "$venv/bin/python" -m pytest "$@"

@@ -14,9 +14,12 @@
   function lineChart(id, labels) {
     return new Chart($(id), {
       type: "line",
-      data: { datasets: labels.map((label, i) => ({
+      data: { datasets: labels.map((label, i) => (i < 2 ? {
         label, data: [], pointRadius: 0, borderWidth: i === 0 ? 1 : 2,
-        borderColor: i === 0 ? "#9ab" : "#2a5db0" })) },
+        borderColor: i === 0 ? "#9ab" : "#2a5db0" } : {
+        // events (drift) are drawn as large red points, no line
+        label, data: [], showLine: false, pointRadius: 7, pointStyle: "triangle",
+        backgroundColor: "#d22", borderColor: "#d22" })) },
       options: { animation: false, parsing: false, normalized: true, maintainAspectRatio: false,
         scales: { x: { type: "linear", title: { display: true, text: "step" } } } },
     });
@@ -29,7 +32,7 @@
     });
   }
   const charts = {
-    loss: lineChart("loss-chart", ["loss", "smoothed"]),
+    loss: lineChart("loss-chart", ["loss", "smoothed", "drift detected"]),
     metric: lineChart("metric-chart", ["metric", "smoothed"]),
     rate: lineChart("rate-chart", ["samples/s"]),
     ranks: barChart("ranks-chart", ["step time (ms)", "window fill (%)"]),
@@ -46,6 +49,7 @@
       charts[key].data.datasets[0].data.push({ x: p.step, y: value });
       charts[key].data.datasets[1].data.push({ x: p.step, y: ema[key] });
     }
+    if (p.drift && p.loss !== null) charts.loss.data.datasets[2].data.push({ x: p.step, y: p.loss });
     if (p.samples_per_s !== undefined) charts.rate.data.datasets[0].data.push({ x: p.step, y: p.samples_per_s });
   }
   function showLatest(r) {

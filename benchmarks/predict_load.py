@@ -1,0 +1,129 @@
+"""Load check of the predict route while 2 ranks train (a benchmark, not a test).
+
+Starts a pulsar-lite broker, a producer at a steady rate and `horovodrun -np 2` training with
+the console on a free port, then sends predict requests from a few client threads for a fixed
+time and prints p50/p99 latency and requests/s (and writes them as JSON).
+
+    .venv/bin/python -m benchmarks.predict_load [--seconds 20] [--clients 4] [--batch 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from hvd_online.launch import horovodrun_command
+from streams.broker import EmbeddedBroker
+
+REPO = Path(__file__).resolve().parents[1]
+MLP = REPO / "examples" / "mlp"
+
+
+def write_config(run_dir: Path, url: str) -> Path:
+    text = (MLP / "config.toml").read_text()
+    text = text.replace('template = "model.py:', f'template = "{MLP}/model.py:')
+    text = text.replace('generator = "producer.py:', f'generator = "{MLP}/producer.py:')
+    path = run_dir / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def request(url: str, body: bytes) -> float:
+    start = time.perf_counter()
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as response:
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"status {response.status}")
+    return time.perf_counter() - start
+
+
+def load(url: str, seconds: float, clients: int, batch: int, inputs: int) -> dict[str, float]:
+    body = json.dumps({"instances": [[0.1] * inputs] * batch}).encode()
+    latencies: list[float] = []
+    errors = []
+    stop_at = time.monotonic() + seconds
+
+    def client() -> None:
+        while time.monotonic() < stop_at:
+            try:
+                latencies.append(request(url, body))
+            except Exception as err:  # noqa: BLE001 - counted and reported
+                errors.append(str(err))
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    ordered = sorted(latencies)
+    return {
+        "requests": len(latencies), "errors": len(errors), "clients": clients, "batch": batch,
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": 1000 * statistics.median(ordered),
+        "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=5000, help="stream samples/s")
+    parser.add_argument("--json", default="benchmarks/results/predict_load.json")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hvd-online-bench-"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with EmbeddedBroker(work / "broker") as broker:
+        config = write_config(work, broker.url)
+        common = [str(config), "--url", broker.url, "--run-dir", str(work / "run"),
+                  "--set", "console.port=0", "--set", "train.max_samples=0",
+                  "--set", "train.idle_timeout_s=0"]
+        producer = subprocess.Popen([sys.executable, "-m", "hvd_online.cli", "produce", *common,
+                                     "--count", "100000000", "--rate", str(args.rate)],
+                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ranks = subprocess.Popen(horovodrun_command(2, ["train", *common]), env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url_file = work / "run" / "console.url"
+            deadline = time.monotonic() + 120
+            while not url_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            base = url_file.read_text().strip()
+            predict = f"{base}v1/models/model:predict"
+            while time.monotonic() < deadline:  # wait for the first published weights
+                try:
+                    request(predict, b'{"instances": [[' + b",".join([b"0"] * 16) + b"]]}")
+                    break
+                except Exception:  # noqa: BLE001 - 503 until training has started
+                    time.sleep(0.5)
+            result = load(predict, args.seconds, args.clients, args.batch, inputs=16)
+        finally:
+            for process in (ranks, producer):
+                process.terminate()
+                process.wait(30)
+    result["stream_rate"] = args.rate
+    print("| clients | batch | requests/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {result['clients']} | {result['batch']} | {result['requests_per_s']:.0f} | "
+          f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['errors']} |")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
