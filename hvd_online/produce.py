@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-import pulsar
 
 from hvd_online.config import Config
 from hvd_online.errors import ConfigError
 from hvd_online.loading import load_object
 from hvd_online.template import load_template
+from streams.client import connect
 from streams.codecs import make_codec
 from streams.producer import PartitionedProducer, Progress, publish
 
@@ -31,7 +29,7 @@ def produce(config: Config, url: str, count: int | None = None, rate: float | No
     generator = load_object(spec.generator)
     total = count if count is not None else spec.count
     chunks = generator(schema=template.schema, **spec.params)
-    client = pulsar.Client(url, logger=_quiet(), **config.stream.client_options)
+    client = connect(url, **config.stream.client_options)
     try:
         producer = PartitionedProducer(client, config.stream.topic, config.stream.partitions)
         sent = publish(producer, codec, chunks, rate=spec.rate if rate is None else rate,
@@ -44,8 +42,3 @@ def produce(config: Config, url: str, count: int | None = None, rate: float | No
              config.stream.partitions)
     return sent
 
-
-def _quiet() -> Any:
-    logger = logging.getLogger("pulsar")
-    logger.setLevel(logging.WARNING)
-    return logger

@@ -10,8 +10,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import pulsar
-
 from hvd_online import distributed
 from hvd_online.checkpoint import Checkpoint, load_latest_checkpoint
 from hvd_online.config import Config
@@ -22,6 +20,7 @@ from hvd_online.template import load_template
 from hvd_online.trainer import OnlineTrainer, TrainerHook, weights_digest
 from streams.assignment import partitions_for_rank
 from streams.broker import EmbeddedBroker
+from streams.client import connect
 from streams.dead_letter import DeadLetterSink
 from streams.pulsar_source import PulsarPartitionSource
 from streams.topics import count_partitions
@@ -75,7 +74,7 @@ def train_rank(config: Config, world: World, controls: Controls,
     positions = resume.state.get("positions", {}) if resume else {}
     with ExitStack() as stack:
         url = stack.enter_context(broker_url(config, world))
-        client = pulsar.Client(url, logger=_quiet_pulsar_logger(), **config.stream.client_options)
+        client = connect(url, **config.stream.client_options)
         stack.callback(client.close)
         partitions = count_partitions(client, config.stream.topic, config.stream.partitions)
         owned = partitions_for_rank(partitions, world.rank, world.size)
@@ -108,13 +107,6 @@ def train_rank(config: Config, world: World, controls: Controls,
             "partitions": {s.partition: s.stats() for s in sources},
             "weights_sha256": weights_digest(trainer.model),
         }
-
-
-def _quiet_pulsar_logger() -> Any:
-    """The C++ client logs every connect at INFO to stdout; keep warnings only."""
-    logger = logging.getLogger("pulsar")
-    logger.setLevel(logging.WARNING)
-    return logger
 
 
 def install_signal_handlers(controls: Controls) -> None:
