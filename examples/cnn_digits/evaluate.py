@@ -6,17 +6,13 @@ The offline copy sees the same training images the same number of times (model.f
 process), so the two numbers compare online distributed training with the usual way.
 """
 
-import argparse
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from examples.cnn_digits.producer import split
-from hvd_online.checkpoint import load_latest_checkpoint
-from hvd_online.config import load_config
-from hvd_online.template import load_template
+from hvd_online.finished_run import open_run
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
@@ -24,15 +20,8 @@ def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-    config = load_config(args.config, args.overrides)
-    template = load_template(config.model.template, config.model.params)
-    checkpoint = load_latest_checkpoint(Path(config.run.dir) / "checkpoints")
-    if checkpoint is None:
-        raise SystemExit(f"no checkpoint in {config.run.dir}: run the example first")
+    config, template, checkpoint = open_run("held-out accuracy: streamed vs offline")
+    assert checkpoint is not None
     x_train, x_test, y_train, y_test = split()
     online = template.build_model()
     online.set_weights(checkpoint.weights)

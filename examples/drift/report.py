@@ -6,7 +6,6 @@ the post-drift part without updates).
     python -m examples.drift.report examples/drift/config.toml
 """
 
-import argparse
 import json
 from pathlib import Path
 
@@ -14,8 +13,7 @@ import keras
 import numpy as np
 
 from examples.drift.producer import samples
-from hvd_online.config import load_config
-from hvd_online.template import load_template
+from hvd_online.finished_run import open_run
 
 
 def online_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -41,12 +39,7 @@ def frozen_accuracy(config, template, drift_at: int, angle: float, after: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-    config = load_config(args.config, args.overrides)
-    template = load_template(config.model.template, config.model.params)
+    config, template, _ = open_run("drift report: online vs frozen", need_checkpoint=False)
     drift_at = int(config.produce.params.get("drift_at", 60000))
     angle = float(config.produce.params.get("angle_deg", 90.0))
     seen, accuracy, flagged = online_curve(Path(config.run.dir))

@@ -6,15 +6,11 @@ Prints the share of each word's 5 nearest neighbours (cosine) that belong to its
 next to what chance gives.
 """
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
-from hvd_online.checkpoint import load_latest_checkpoint
-from hvd_online.config import load_config
-from hvd_online.template import load_template
+from hvd_online.finished_run import open_run
 
 
 def neighbour_purity(vectors: np.ndarray, cluster_size: int, k: int = 5) -> float:
@@ -27,15 +23,8 @@ def neighbour_purity(vectors: np.ndarray, cluster_size: int, k: int = 5) -> floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-    config = load_config(args.config, args.overrides)
-    template = load_template(config.model.template, config.model.params)
-    checkpoint = load_latest_checkpoint(Path(config.run.dir) / "checkpoints")
-    if checkpoint is None:
-        raise SystemExit(f"no checkpoint in {config.run.dir}: run the example first")
+    config, template, checkpoint = open_run("nearest-neighbour purity of the embedding")
+    assert checkpoint is not None
     model = template.build_model()
     model.set_weights(checkpoint.weights)
     vectors = model.get_layer("input_embedding").get_weights()[0]

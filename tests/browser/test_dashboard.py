@@ -5,28 +5,17 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from hvd_online.launch import horovodrun_command
-from tests.integration.harness import REPO, write_config
+from tests.integration.harness import REPO, wait_until, write_config
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "browser-test-token"
 ARTIFACTS = REPO / "artifacts"
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture
@@ -60,7 +49,7 @@ def test_dashboard_live_save_and_stop(live_run):
     from playwright.sync_api import sync_playwright
 
     ranks, url_file, log_path = live_run
-    url = wait_for(lambda: url_file.exists() and url_file.read_text().strip(), 120,
+    url = wait_until(lambda: url_file.exists() and url_file.read_text().strip(), 120,
                    "the console to start")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
@@ -74,12 +63,12 @@ def test_dashboard_live_save_and_stop(live_run):
         def loss_points() -> int:
             return page.evaluate("window.hvdConsole.charts.loss.data.datasets[0].data.length")
 
-        first = wait_for(lambda: loss_points() >= 3 and loss_points(), 60, "loss points")
-        wait_for(lambda: loss_points() > first + 3, 60, "new live loss points")
+        first = wait_until(lambda: loss_points() >= 3 and loss_points(), 60, "loss points")
+        wait_until(lambda: loss_points() > first + 3, 60, "new live loss points")
         assert page.locator("#status").inner_text() == "training"
 
         page.click("#save")
-        wait_for(lambda: "ckpt-" in page.locator("#last-checkpoint").inner_text(), 60,
+        wait_until(lambda: "ckpt-" in page.locator("#last-checkpoint").inner_text(), 60,
                  "the checkpoint to show on the page")
         shown = page.locator("#last-checkpoint").inner_text()
         path = Path(shown.split(": ", 1)[1])
@@ -89,7 +78,7 @@ def test_dashboard_live_save_and_stop(live_run):
         page.screenshot(path=str(ARTIFACTS / "console-dashboard.png"), full_page=True)
 
         page.click("#stop")
-        wait_for(lambda: page.locator("#status").inner_text() == "stopped", 60,
+        wait_until(lambda: page.locator("#status").inner_text() == "stopped", 60,
                  "the page to show 'stopped'")
         page.screenshot(path=str(ARTIFACTS / "console-stopped.png"), full_page=True)
         browser.close()

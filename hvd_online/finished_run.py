@@ -1,0 +1,28 @@
+"""For evaluation scripts: the config, template and newest checkpoint of a finished run.
+
+    config, template, checkpoint = open_run("evaluate the digits CNN")
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hvd_online.checkpoint import Checkpoint, load_latest_checkpoint
+from hvd_online.config import Config, load_config
+from hvd_online.template import ModelTemplate, load_template
+
+
+def open_run(description: str, argv: list[str] | None = None,
+             need_checkpoint: bool = True) -> tuple[Config, ModelTemplate, Checkpoint | None]:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("config", help="the config the run was started with")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="the same overrides as the run")
+    args = parser.parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    template = load_template(config.model.template, config.model.params)
+    checkpoint = load_latest_checkpoint(Path(config.run.dir) / "checkpoints")
+    if need_checkpoint and checkpoint is None:
+        raise SystemExit(f"no checkpoint in {config.run.dir}: run the example first")
+    return config, template, checkpoint
