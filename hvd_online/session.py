@@ -4,6 +4,7 @@ resume state, hooks. `hvd-online train` calls `train_rank`."""
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -106,6 +107,7 @@ def train_rank(config: Config, world: World, controls: Controls,
             "rejected": dict(dead_letters.counts),
             "partitions": {s.partition: s.stats() for s in sources},
             "weights_sha256": weights_digest(trainer.model),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
 
 
