@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+from keras import ops
 
 from hvd_online.errors import TemplateError
 from hvd_online.loading import load_object
@@ -37,24 +38,18 @@ from streams.schema import Schema
 
 def _squeeze_last(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     """A scalar label against a (n, 1) output: compare (n,) with (n,)."""
-    from keras import ops
-
     if len(y_pred.shape) == len(y_true.shape) + 1 and y_pred.shape[-1] == 1:
         y_pred = ops.squeeze(y_pred, -1)
     return ops.cast(y_true, y_pred.dtype), y_pred
 
 
 def _mse(y_true: Any, y_pred: Any) -> Any:
-    from keras import ops
-
     y_true, y_pred = _squeeze_last(y_true, y_pred)
     err = ops.square(y_true - y_pred)
     return ops.mean(ops.reshape(err, (ops.shape(err)[0], -1)), axis=1)
 
 
 def _mae(y_true: Any, y_pred: Any) -> Any:
-    from keras import ops
-
     y_true, y_pred = _squeeze_last(y_true, y_pred)
     err = ops.abs(y_true - y_pred)
     return ops.mean(ops.reshape(err, (ops.shape(err)[0], -1)), axis=1)
@@ -65,8 +60,6 @@ def _sparse_ce(y_true: Any, y_pred: Any) -> Any:
 
 
 def _accuracy(y_true: Any, y_pred: Any) -> Any:
-    from keras import ops
-
     hit = ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int64"), ops.cast(y_true, "int64"))
     return ops.cast(hit, "float32")
 
@@ -77,8 +70,6 @@ def _binary_ce(y_true: Any, y_pred: Any) -> Any:
 
 
 def _binary_accuracy(y_true: Any, y_pred: Any) -> Any:
-    from keras import ops
-
     y_true, y_pred = _squeeze_last(y_true, y_pred)
     return ops.cast(ops.equal(ops.cast(y_pred > 0, "float32"), ops.cast(y_true, "float32")),
                     "float32")

@@ -130,7 +130,8 @@ class OnlineTrainer:
         )
         self.window = BatchWindow(self.sources, config.window.batch_size,
                                   config.window.max_wait_ms / 1000)
-        owned = {s.partition for s in self.sources}
+        self._source_of = {s.partition: s for s in self.sources}
+        owned = set(self._source_of)
         resumed = resume.state.get("positions", {}) if resume else {}
         self.drift = _make_detector(config)
         self.cut = _Cut(resumed={int(p): v for p, v in resumed.items() if int(p) in owned})
@@ -191,9 +192,8 @@ class OnlineTrainer:
                                        [v.numpy() for v in self.optimizer.variables], state,
                                        self.config.checkpoint.keep))
         path = distributed.broadcast_object(path)  # also a barrier: written before we ack
-        for record in self.cut.records.values():
-            source = next(s for s in self.sources if s.partition == record.partition)
-            source.acknowledge(record)
+        for partition, record in self.cut.records.items():
+            self._source_of[partition].acknowledge(record)
         return path
 
     def run(self) -> Iterator[StepReport]:
