@@ -5,6 +5,9 @@ the console on a free port, then sends predict requests from a few client thread
 time and prints p50/p99 latency and requests/s (and writes them as JSON).
 
     .venv/bin/python -m benchmarks.predict_load [--seconds 20] [--clients 4] [--batch 1]
+        [--samples-per-message 1]
+
+(`python -m benchmarks.run` runs it too, next to the other cases.)
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ def load(url: str, seconds: float, clients: int, batch: int, inputs: int) -> dic
     for t in threads:
         t.join()
     elapsed = time.monotonic() - start
+    if not latencies:
+        raise RuntimeError(f"no predict request succeeded: {errors[:3]}")
     ordered = sorted(latencies)
     return {
         "requests": len(latencies), "errors": len(errors), "clients": clients, "batch": batch,
@@ -76,24 +81,18 @@ def load(url: str, seconds: float, clients: int, batch: int, inputs: int) -> dic
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--rate", type=float, default=5000, help="stream samples/s")
-    parser.add_argument("--json", default="benchmarks/results/predict_load.json")
-    args = parser.parse_args()
+def predict_under_load(clients: int, batch: int, rate: float, samples_per_message: int,
+                       seconds: float) -> dict:
     work = Path(tempfile.mkdtemp(prefix="hvd-online-bench-"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with EmbeddedBroker(work / "broker") as broker:
         config = write_config(work, broker.url)
         common = [str(config), "--url", broker.url, "--run-dir", str(work / "run"),
                   "--set", "console.port=0", "--set", "train.max_samples=0",
-                  "--set", "train.idle_timeout_s=0"]
+                  "--set", "train.idle_timeout_s=0",
+                  "--set", f"produce.samples_per_message={samples_per_message}"]
         producer = subprocess.Popen([sys.executable, "-m", "hvd_online.cli", "produce", *common,
-                                     "--count", "100000000", "--rate", str(args.rate)],
+                                     "--count", "100000000", "--rate", str(rate)],
                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ranks = subprocess.Popen(horovodrun_command(2, ["train", *common]), env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -110,16 +109,37 @@ def main() -> int:
                     break
                 except Exception:  # noqa: BLE001 - 503 until training has started
                     time.sleep(0.5)
-            result = load(predict, args.seconds, args.clients, args.batch, inputs=16)
+            result = load(predict, seconds, clients, batch, inputs=16)
         finally:
             for process in (ranks, producer):
                 process.terminate()
                 process.wait(30)
-    result["stream_rate"] = args.rate
-    print("| clients | batch | requests/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|")
-    print(f"| {result['clients']} | {result['batch']} | {result['requests_per_s']:.0f} | "
-          f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['errors']} |")
+    return {**result, "stream_rate": rate, "samples_per_message": samples_per_message}
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| samples/message | clients | batch | requests/s | p50 ms | p99 ms | errors |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['samples_per_message']} | {r['clients']} | {r['batch']} | "
+              f"{r['requests_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+              f"{r['errors']} |" for r in results]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=5000, help="stream samples/s")
+    parser.add_argument("--samples-per-message", type=int, default=1,
+                        help="records packed into one Pulsar message")
+    parser.add_argument("--json", default="benchmarks/results/predict_load.json")
+    args = parser.parse_args()
+    result = predict_under_load(args.clients, args.batch, args.rate, args.samples_per_message,
+                                args.seconds)
+    print(table([result]))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

@@ -1,15 +1,23 @@
-"""Side-by-side throughput on one model and one stream; prints a table, writes JSON.
+"""All benchmarks side by side on one model (the MLP demo) and one stream; prints tables and
+writes JSON (benchmarks/results/benchmarks.json). Medians over `--repeats`.
 
-    .venv/bin/python -m benchmarks.run [--samples 100000] [--repeats 3]
+    .venv/bin/python -m benchmarks.run [--samples 100000] [--repeats 3] [--quick]
 
-Cases (medians over repeats, samples/s):
-  in-memory      the same model, batch and data in a plain TF loop: the limit
-  hvd-online x1  1 rank, stream pre-filled in the embedded broker
-  hvd-online x2  2 ranks (aggregate), same stream, same per-rank batch
-  per-message    a plain Pulsar consumer calling model.train_on_batch per message
-  per-32         the same loop, one train_on_batch per 32 messages
-Steady-state rates of hvd-online come from the run's metrics.jsonl (between 10% and 90% of
-the stream), so start-up (TF import, tracing) is not counted; peak RSS per rank is reported.
+Throughput on a pre-filled 4-partition topic, samples/s (steady state: between 10% and 90% of
+the stream, from the run's metrics.jsonl, so start-up and tracing are not counted):
+  in-memory            the same model, batch and data in a plain TF loop: the limit
+  hvd-online x1 / x2   1 rank / 2 ranks (aggregate), on a stream of one sample per message
+                       and on one of 16 samples per message (`produce.samples_per_message`)
+  ... batch 2048       the same at 2048 samples per rank per step: one synchronisation per
+                       2048 samples instead of 256 (the sync-frequency lever); "1 thread" is
+                       one rank held to one core: what each of 2 ranks has
+  per-message          a plain Pulsar consumer calling model.train_on_batch per message
+  per-32               the same loop, one train_on_batch per 32 messages
+Freshness: 2 ranks, a producer at fixed rates; publish -> weights-updated latency p50/p99 and
+whether the rate is sustained (benchmarks/freshness.py).
+Predict under load: 2 ranks training at 5,000 samples/s, predict requests from 1 and 4
+clients (benchmarks/predict_load.py). Peak RSS per rank comes from the ranks' summaries.
+Nothing here is asserted: the tables are the result.
 """
 
 from __future__ import annotations
@@ -17,152 +25,150 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import pulsar
-
-from examples.mlp.model import MLPRegression
-from examples.mlp.producer import generate
-from hvd_online.config import load_config
-from hvd_online.launch import horovodrun_command
-from hvd_online.produce import produce
+from benchmarks import freshness, predict_load, throughput
+from benchmarks.common import fill_topic, median_of
 from streams.broker import EmbeddedBroker
-from streams.client import connect
-from streams.topics import partition_topic
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "examples" / "mlp" / "config.toml"
 BATCH = 256
+PACKED = 16  # samples per message of the packed stream
 
 
-def steady_rate(metrics: Path, total: int) -> float:
-    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
-    rows = [r for r in rows if r["count"] and 0.1 * total <= r["samples_total"] <= 0.9 * total]
-    first, last = rows[0], rows[-1]
-    return (last["samples_total"] - first["samples_total"]) / (last["elapsed_s"]
-                                                               - first["elapsed_s"])
+def throughput_cases(url: str, work: Path, samples: int, repeats: int) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    results["in-memory, batch 256"] = median_of(
+        [throughput.in_memory(samples, BATCH) for _ in range(repeats)])
+    results["in-memory, batch 2048"] = median_of(
+        [throughput.in_memory(samples * PACKED // 4, 2048) for _ in range(repeats)])
+    streams = {1: ("plain", samples), PACKED: ("packed", samples * PACKED // 4)}
+    for per_message, (topic, count) in streams.items():
+        fill_topic(url, topic, count, per_message)
+    # (samples per message, batch per rank, ranks, TF threads per rank; 0 = cores / ranks)
+    runs = [(1, BATCH, 1, 0), (1, BATCH, 2, 0), (PACKED, BATCH, 1, 0), (PACKED, BATCH, 2, 0),
+            (PACKED, 2048, 1, 0), (PACKED, 2048, 2, 0), (PACKED, 2048, 1, 1)]
+    for per_message, batch, ranks, threads in runs:
+        topic, count = streams[per_message]
+        name = f"hvd-online x{ranks}, {per_message}/msg, batch {batch}"
+        name += ", 1 thread" if threads else ""
+        results[name] = median_of([
+            throughput.hvd_online(url, topic, count, ranks, batch,
+                                  work / f"{topic}-x{ranks}-b{batch}-t{threads}-{i}",
+                                  ("--set", f"train.threads={threads}"))
+            for i in range(repeats)])
+        print(f"  {name}: {results[name]['samples_per_s']:,.0f} samples/s", flush=True)
+    loop_samples = min(3000, samples)
+    for group in (1, 32):
+        name = "per-message train_on_batch" if group == 1 else f"per-{group} train_on_batch"
+        results[name] = median_of([
+            throughput.consumer_loop(url, "plain", 4, loop_samples * (1 if group == 1 else 4),
+                                     group, f"loop{group}-{i}")
+            for i in range(repeats)])
+    return results
 
 
-def hvd_case(url: str, topic: str, total: int, ranks: int, work: Path, tag: str) -> dict:
-    run_dir = work / tag
-    argv = ["train", str(CONFIG), "--url", url, "--run-dir", str(run_dir), "--no-console",
-            "--set", f'stream.topic="{topic}"', "--set", f'stream.subscription="{tag}"',
-            "--set", f"train.max_samples={total}", "--set", f"window.batch_size={BATCH}",
-            "--set", "checkpoint.every_seconds=0"]
-    out = subprocess.run(horovodrun_command(ranks, argv), capture_output=True, text=True,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=900)
-    summaries = [json.loads(line.split("SUMMARY ", 1)[1]) for line in out.stdout.splitlines()
-                 if "SUMMARY " in line]
-    if out.returncode or len(summaries) != ranks:
-        raise RuntimeError(f"{tag} failed:\n{(out.stdout + out.stderr)[-3000:]}")
-    return {"samples_per_s": steady_rate(run_dir / "metrics.jsonl", total),
-            "peak_rss_mb": max(s["peak_rss_mb"] for s in summaries)}
+def throughput_table(results: dict[str, dict]) -> str:
+    base = results["hvd-online x1, 1/msg, batch 256"]["samples_per_s"]
+    lines = ["| case | samples/s | vs hvd-online x1 (1/msg) | peak RSS per rank MB |",
+             "|---|---|---|---|"]
+    for name, r in results.items():
+        rss = f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-"
+        lines.append(f"| {name} | {r['samples_per_s']:,.0f} | "
+                     f"{r['samples_per_s'] / base:.2f} | {rss} |")
+    return "\n".join(lines)
 
 
-def in_memory_case(total: int) -> dict:
-    import keras
-    import tensorflow as tf
+def ratios(results: dict[str, dict]) -> dict[str, float]:
+    def rate(name: str) -> float:
+        return float(results[name]["samples_per_s"])
 
-    template = MLPRegression()
-    chunks = generate(template.schema, chunk=total)
-    rows = next(chunks)
-    x, y = np.ascontiguousarray(rows["x"]), np.ascontiguousarray(rows["y"])
-    model = template.build_model()
-    optimizer = template.make_optimizer(0.003)
-
-    @tf.function
-    def step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(template.per_sample_loss(yb, model(xb, training=True)))
-        optimizer.apply(tape.gradient(loss, model.trainable_variables),
-                        model.trainable_variables)
-        return loss
-
-    step(x[:BATCH], y[:BATCH])
-    start = time.perf_counter()
-    for i in range(0, total - BATCH + 1, BATCH):
-        step(x[i : i + BATCH], y[i : i + BATCH])
-    keras.backend.clear_session()
-    return {"samples_per_s": (total // BATCH * BATCH) / (time.perf_counter() - start)}
+    out = {}
+    for per_message in (1, PACKED):
+        x1 = rate(f"hvd-online x1, {per_message}/msg, batch 256")
+        x2 = rate(f"hvd-online x2, {per_message}/msg, batch 256")
+        out[f"overhead x1/in-memory ({per_message}/msg)"] = x1 / rate("in-memory, batch 256")
+        out[f"scale-out x2/x1 ({per_message}/msg, batch 256)"] = x2 / x1
+    out["overhead x1/in-memory (16/msg, batch 2048)"] = (
+        rate(f"hvd-online x1, {PACKED}/msg, batch 2048") / rate("in-memory, batch 2048"))
+    x2_2048 = rate(f"hvd-online x2, {PACKED}/msg, batch 2048")
+    out["scale-out x2/x1 (16/msg, batch 2048)"] = (
+        x2_2048 / rate(f"hvd-online x1, {PACKED}/msg, batch 2048"))
+    out["x2 / (2 x one rank on one core) (16/msg, batch 2048)"] = (
+        x2_2048 / (2 * rate(f"hvd-online x1, {PACKED}/msg, batch 2048, 1 thread")))
+    loop = rate("per-message train_on_batch")
+    out["x1 / per-message loop (1/msg)"] = rate("hvd-online x1, 1/msg, batch 256") / loop
+    out["x2 / per-message loop (1/msg)"] = rate("hvd-online x2, 1/msg, batch 256") / loop
+    return out
 
 
-def per_message_case(url: str, topic: str, partitions: int, messages: int, group: int,
-                     tag: str) -> dict:
-    """What users hand-roll: receive, decode, train_on_batch."""
-    template = MLPRegression()
-    model = template.build_model()
-    model.compile(template.make_optimizer(0.003), "mse")
-    client = connect(url)
-    consumer = client.subscribe([partition_topic(topic, p) for p in range(partitions)], tag,
-                                initial_position=pulsar.InitialPosition.Earliest)
-    dtype = template.schema.dtype
-    buffer: list[bytes] = []
-    done = 0
-    start = time.perf_counter()
-    while done < messages:
-        message = consumer.receive(timeout_millis=10000)
-        buffer.append(message.data())
-        consumer.acknowledge(message)
-        if len(buffer) == group:
-            rows = np.frombuffer(b"".join(buffer), dtype=dtype)
-            model.train_on_batch(rows["x"], rows["y"])
-            done += len(buffer)
-            buffer.clear()
-    rate = done / (time.perf_counter() - start)
-    client.close()
-    return {"samples_per_s": rate}
+def freshness_cases(url: str, work: Path, rates: list[float], seconds: float) -> list[dict]:
+    out = []
+    for per_message in (1, PACKED):
+        for rate in rates:
+            result = freshness.fixed_rate(url, rate, seconds, per_message, 2,
+                                          work / f"fresh-{per_message}-{int(rate)}")
+            print(f"  freshness {per_message}/msg at {rate:,.0f}/s: p99 "
+                  f"{result['p99_ms']:.0f} ms", flush=True)
+            out.append(result)
+    return out
 
 
-def median_of(runs: list[dict]) -> dict:
-    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+def freshness_table(results: list[dict]) -> str:
+    lines = ["| samples/message | offered samples/s | trained samples/s | p50 ms | p99 ms | "
+             "max ms | sustained (p99 < 1 s) |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['samples_per_message']} | {r['rate']:,.0f} | {r['trained_rate']:,.0f} | "
+              f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f} | "
+              f"{'yes' if r['sustained'] else 'no'} |" for r in results]
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=100000)
+    parser.add_argument("--samples", type=int, default=100000,
+                        help="samples of the plain stream (the packed one has 4x as many)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--per-message", type=int, default=3000,
-                        help="messages the per-message loops train on")
-    parser.add_argument("--json", default="benchmarks/results/throughput.json")
+    parser.add_argument("--rates", default="1000,5000,20000,50000",
+                        help="freshness: offered samples/s, comma-separated")
+    parser.add_argument("--seconds", type=float, default=20, help="freshness: seconds per rate")
+    parser.add_argument("--quick", action="store_true",
+                        help="a fast pass to try the script: 1 repeat, small streams")
+    parser.add_argument("--skip", default="", help="comma-separated: throughput,freshness,predict")
+    parser.add_argument("--json", default="benchmarks/results/benchmarks.json")
     args = parser.parse_args()
+    if args.quick:
+        args.samples, args.repeats, args.rates, args.seconds = 20000, 1, "5000", 5
+    skip = set(filter(None, args.skip.split(",")))
     work = Path(tempfile.mkdtemp(prefix="hvd-online-bench-"))
-    topic = "bench"
-    results: dict[str, dict] = {}
+    report: dict[str, Any] = {"cores": os.cpu_count(), "args": vars(args)}
+    print(f"cores={os.cpu_count()} samples={args.samples} repeats={args.repeats}", flush=True)
     with EmbeddedBroker(work / "broker") as broker:
-        config = load_config(CONFIG, [f'stream.topic="{topic}"', "produce.rate=0"])
-        produce(config, broker.url, count=args.samples, progress=False)
-        results["in-memory"] = median_of([in_memory_case(args.samples)
-                                          for _ in range(args.repeats)])
-        for ranks in (1, 2):
-            results[f"hvd-online x{ranks}"] = median_of([
-                hvd_case(broker.url, topic, args.samples, ranks, work, f"x{ranks}-{i}")
-                for i in range(args.repeats)])
-        for group in (1, 32):
-            results[f"per-{'message' if group == 1 else group}"] = median_of([
-                per_message_case(broker.url, topic, 4, args.per_message, group, f"pm{group}-{i}")
-                for i in range(args.repeats)])
-    base = results["hvd-online x1"]["samples_per_s"]
-    print(f"samples={args.samples} repeats={args.repeats} batch={BATCH} cores={os.cpu_count()}")
-    print("| case | samples/s | vs hvd-online x1 | peak RSS per rank MB |")
-    print("|---|---|---|---|")
-    for name, r in results.items():
-        rss = f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-"
-        print(f"| {name} | {r['samples_per_s']:,.0f} | {r['samples_per_s'] / base:.2f} | {rss} |")
-    x1, x2 = base, results["hvd-online x2"]["samples_per_s"]
-    limit = results["in-memory"]["samples_per_s"]
-    per_message = results["per-message"]["samples_per_s"]
-    print(f"\nstreaming overhead (x1 / in-memory): {x1 / limit:.2f}")
-    print(f"scale-out (x2 / x1): {x2 / x1:.2f}")
-    print(f"vs per-message loop (x1 / per-message): {x1 / per_message:.1f}")
+        if "throughput" not in skip:
+            results = throughput_cases(broker.url, work, args.samples, args.repeats)
+            report["throughput"], report["ratios"] = results, ratios(results)
+        if "freshness" not in skip:
+            rates = [float(r) for r in args.rates.split(",")]
+            report["freshness"] = freshness_cases(broker.url, work, rates, args.seconds)
+    if "predict" not in skip:
+        seconds = 5 if args.quick else 20
+        report["predict"] = [predict_load.predict_under_load(clients, 1, 5000, per_message,
+                                                             seconds)
+                             for per_message in (1, PACKED) for clients in (1, 4)]
+    if "throughput" in report:
+        print("\n" + throughput_table(report["throughput"]) + "\n")
+        for name, value in report["ratios"].items():
+            print(f"{name}: {value:.2f}")
+    if "freshness" in report:
+        print("\n" + freshness_table(report["freshness"]))
+    if "predict" in report:
+        print("\npredict under load (2 ranks training at 5,000 samples/s):\n"
+              + predict_load.table(report["predict"]))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1))
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    print(f"\nJSON: {args.json}")
     return 0
 
 

@@ -126,6 +126,9 @@ class ProduceConfig:
     count: int = 0
     #: records per second; 0 = as fast as possible
     rate: float = 0.0
+    #: records packed into one message (record codec): the broker's per-message cost is
+    #: shared by that many samples; 1 = one record per message
+    samples_per_message: int = 1
 
 
 @dataclass(frozen=True)

@@ -98,11 +98,19 @@ class SyncStep:
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  loss_fn: Any, metric_fn: Any, feature_spec: tf.TensorSpec,
-                 label_spec: tf.TensorSpec, stats_len: int) -> None:
+                 label_spec: tf.TensorSpec, stats_len: int, world_size: int) -> None:
         self.model = model
         self.optimizer = optimizer
         trainable = model.trainable_variables
         sources = _tf_variables(trainable)
+
+        def reduce_across_ranks(grads: list[Any], stats: tf.Tensor) -> tuple[list[Any], tf.Tensor]:
+            if world_size == 1:  # nothing to agree on: no collective, no Horovod cycle wait
+                return grads, stats
+            # ONE grouped collective per step: gradients and stats are negotiated and fused
+            # together (sparse gradients are allgathered inside it and stay sparse)
+            reduced = hvd.grouped_allreduce([*grads, stats], op=hvd.Sum, name="hvd_online_step")
+            return reduced[:-1], reduced[-1]
 
         @tf.function(input_signature=[feature_spec, label_spec,
                                       tf.TensorSpec([stats_len], tf.float32)])
@@ -111,14 +119,12 @@ class SyncStep:
                 pred = model(x, training=True)
                 loss_sum = tf.reduce_sum(tf.cast(loss_fn(y, pred), tf.float32))
             metric_sum = tf.reduce_sum(tf.cast(metric_fn(y, pred), tf.float32))
-            tape = hvd.DistributedGradientTape(tape, op=hvd.Sum)
             grads = tape.gradient(loss_sum, sources)
             grads = [tf.zeros_like(s) if g is None else g
                      for g, s in zip(grads, sources, strict=True)]
             count = tf.cast(tf.shape(x)[0], tf.float32)
-            head = tf.stack([loss_sum, metric_sum, count])
-            stats = hvd.allreduce(tf.concat([head, local_stats], 0), op=hvd.Sum,
-                                  name="step_stats")
+            mine = tf.concat([tf.stack([loss_sum, metric_sum, count]), local_stats], 0)
+            grads, stats = reduce_across_ranks(grads, mine)
             total = stats[2]
             finite = tf.math.is_finite(stats[0])
             for g in grads:

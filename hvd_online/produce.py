@@ -34,6 +34,7 @@ def produce(config: Config, url: str, count: int | None = None, rate: float | No
         producer = PartitionedProducer(client, config.stream.topic, config.stream.partitions)
         sent = publish(producer, codec, chunks, rate=spec.rate if rate is None else rate,
                        limit=total or None, key_field=template.schema.key,
+                       per_message=spec.samples_per_message,
                        progress=Progress(total or None, enabled=progress))
         producer.close()
     finally:

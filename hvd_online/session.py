@@ -106,6 +106,7 @@ def train_rank(config: Config, world: World, controls: Controls,
             "checkpoint": last.checkpoint if last else None,
             "rejected": dict(dead_letters.counts),
             "partitions": {s.partition: s.stats() for s in sources},
+            "freshness": trainer.freshness.summary(),
             "weights_sha256": weights_digest(trainer.model),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import math
 import time
 from collections import deque
@@ -30,6 +31,7 @@ from hvd_online.control import Controls
 from hvd_online.distributed import SyncStep, World
 from hvd_online.drift import PageHinkley
 from hvd_online.errors import ConfigError
+from hvd_online.freshness import FreshnessHistogram
 from hvd_online.reports import StepReport
 from hvd_online.step_stats import StatsLayout
 from hvd_online.template import ModelTemplate, build_model
@@ -38,6 +40,7 @@ from streams.source import PartitionSource, Record
 from streams.window import BatchWindow
 
 RATE_WINDOW_STEPS = 50
+log = logging.getLogger("hvd_online")
 
 
 class DeadLetters(Protocol):
@@ -126,15 +129,18 @@ class OnlineTrainer:
             self.model, self.optimizer, template.per_sample_loss, template.per_sample_metric,
             tf.TensorSpec((None, *schema.feature_shape), schema.dtype[schema.features].base),
             tf.TensorSpec((None, *schema.label_shape), schema.dtype[schema.label].base),
-            self.layout.length,
+            self.layout.length, world.size,
         )
         self.window = BatchWindow(self.sources, config.window.batch_size,
-                                  config.window.max_wait_ms / 1000)
+                                  config.window.max_wait_ms / 1000,
+                                  size_of=self.codec.count_samples)
         self._source_of = {s.partition: s for s in self.sources}
         owned = set(self._source_of)
         resumed = resume.state.get("positions", {}) if resume else {}
         self.drift = _make_detector(config)
         self.cut = _Cut(resumed={int(p): v for p, v in resumed.items() if int(p) in owned})
+        #: publish -> applied latency of this rank's trained samples
+        self.freshness = FreshnessHistogram()
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         """Rank 0 loads the checkpoint; the broadcast that follows hands it to every rank."""
@@ -150,11 +156,15 @@ class OnlineTrainer:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def _decode(self, records: list[Record]) -> np.ndarray:
+    def _decode(self, records: list[Record]) -> tuple[np.ndarray, list[Record]]:
+        """Rows to train on, and the records they came from (rejected ones go to the DLQ)."""
         rows, rejected = self.codec.decode([r.payload for r in records])
         for item in rejected:
             self.dead_letters.send(records[item.index], item)
-        return rows
+        if rejected:
+            dropped = {item.index for item in rejected}
+            return rows, [r for i, r in enumerate(records) if i not in dropped]
+        return rows, records
 
     def _local_flags(self, last_save: float, idle_since: float) -> dict[str, int]:
         flags = self.controls.take()
@@ -205,7 +215,7 @@ class OnlineTrainer:
         while True:
             t0 = time.monotonic()
             records = self.window.collect()
-            rows = self._decode(records)
+            rows, accepted = self._decode(records)
             schema = self.template.schema
             local = self.layout.local(
                 self.world.rank, self._local_flags(last_save, idle_since), last_step_time,
@@ -221,12 +231,16 @@ class OnlineTrainer:
                 self.skipped_steps += 1
             self.cut.advance(records)
             if applied:
+                self._record_freshness(accepted)
                 for hook in self.hooks:
                     hook.on_applied(self.step, rows)
             now = time.monotonic()
             if stats.count:
                 idle_since = now
-            last_step_time, last_fill = now - t0, len(records) / batch_size
+            if self.step == 1:
+                log.info("rank %d: first step done %.1f s after start (tracing included)",
+                         self.world.rank, now - start)
+            last_step_time, last_fill = now - t0, len(rows) / batch_size
             stopped = self._stop_reason(stats.flags)
             checkpoint = None
             if stats.flags["save"] > 0 or stopped or (every_steps and self.step % every_steps == 0):
@@ -256,6 +270,15 @@ class OnlineTrainer:
             duplicates_total=stats.duplicates, skipped_steps=self.skipped_steps,
             checkpoint=checkpoint, stopped=stopped,
         )
+
+    def _record_freshness(self, records: list[Record]) -> None:
+        if not records:
+            return
+        now_ms = time.time() * 1000
+        latency = np.fromiter((now_ms - r.publish_ms for r in records), np.float64, len(records))
+        samples = np.fromiter((self.codec.count_samples(r.payload) for r in records), np.int64,
+                              len(records))
+        self.freshness.add(latency, samples)
 
     def _recent_rate(self) -> float:
         """Samples/s over the last RATE_WINDOW_STEPS steps (a rate that follows the stream)."""

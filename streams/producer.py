@@ -94,6 +94,18 @@ class Progress:
         print(f"\rproduce {line}", end=end, file=sys.stderr, flush=True)
 
 
+def _send_packed(producer: PartitionedProducer, codec: Codec, chunk: np.ndarray,
+                 key_field: str | None, per_message: int) -> None:
+    if key_field:
+        partition_of = chunk[key_field] % producer.partitions
+    else:  # spread whole messages round-robin
+        partition_of = (np.arange(len(chunk)) // per_message) % producer.partitions
+    for partition in range(producer.partitions):
+        rows = chunk[partition_of == partition]
+        for payload in codec.encode_many(rows, per_message):
+            producer.send(payload, partition=partition)
+
+
 def publish(
     producer: PartitionedProducer,
     codec: Codec,
@@ -103,16 +115,24 @@ def publish(
     key_field: str | None = None,
     progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    per_message: int = 1,
 ) -> int:
-    """Send every record of `chunks` (at most `limit`); `rate` in records/s, 0 = unlimited."""
+    """Send every record of `chunks` (at most `limit`); `rate` in records/s, 0 = unlimited.
+
+    With `per_message` > 1 each message carries up to that many records of one partition (in
+    key order within the partition), so key routing holds for every record.
+    """
     sent = 0
     start = time.monotonic()
     for chunk in chunks:
         if limit is not None:
             chunk = chunk[: max(0, limit - sent)]
-        keys = chunk[key_field].tolist() if key_field else [None] * len(chunk)
-        for payload, key in zip(codec.encode_many(chunk), keys, strict=True):
-            producer.send(payload, key=key)
+        if per_message == 1:
+            keys = chunk[key_field].tolist() if key_field else [None] * len(chunk)
+            for payload, key in zip(codec.encode_many(chunk), keys, strict=True):
+                producer.send(payload, key=key)
+        else:
+            _send_packed(producer, codec, chunk, key_field, per_message)
         sent += len(chunk)
         if progress:
             progress.update(sent)

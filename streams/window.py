@@ -2,7 +2,8 @@
 
 This is the seed's Flink count window done in-process. The window polls its partitions
 round-robin so a busy partition cannot starve a quiet one, and sleeps on the sources'
-shared `arrived` event instead of spinning.
+shared `arrived` event instead of spinning. `batch_size` counts samples: `size_of(payload)` says
+how many a message carries (packed record payloads carry several), 1 each by default.
 
 >>> from streams.source import TestingSource
 >>> a = TestingSource(0, [b"a1", b"a2", b"a3"])
@@ -33,6 +34,7 @@ class BatchWindow:
         batch_size: int,
         max_wait_s: float,
         clock: Callable[[], float] = time.monotonic,
+        size_of: Callable[[bytes], int] | None = None,
     ) -> None:
         if batch_size < 1:
             msg = f"batch_size must be >= 1, got {batch_size}"
@@ -44,33 +46,54 @@ class BatchWindow:
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
         self.clock = clock
+        self.size_of = size_of
+        # samples per message (largest of the last poll) turns missing samples into a number
+        # of messages to ask for; unknown until the first message, so that one is asked alone
+        self._per_message: int | None = None if size_of else 1
         self.arrived = threading.Event()
         for source in self.sources:
             source.arrived = self.arrived
         self._next = 0  # round-robin start, rotated each poll for fairness
 
-    def _poll_once(self, out: list[Record]) -> None:
-        """One pass over the sources, each giving a fair share of what is still missing."""
+    def _poll_once(self, out: list[Record], filled: int) -> int:
+        """One pass over the sources, each giving a fair share of the samples still missing;
+        returns how many samples `out` holds now."""
         n = len(self.sources)
         for i in range(n):
-            missing = self.batch_size - len(out)
+            missing = self.batch_size - filled
             if missing <= 0:
                 break
             source = self.sources[(self._next + i) % n]
-            out.extend(source.next_batch(max(1, missing // (n - i))))
+            if self._per_message is None:
+                want = 1
+            else:
+                want = max(1, -(-missing // self._per_message) // (n - i))
+            got = source.next_batch(want)
+            if not got:
+                continue
+            out.extend(got)
+            if self.size_of is None:
+                filled += len(got)
+            else:
+                sizes = [self.size_of(r.payload) for r in got]
+                filled += sum(sizes)
+                self._per_message = max(1, *sizes)
         self._next = (self._next + 1) % max(n, 1)
+        return filled
 
     def collect(self) -> list[Record]:
-        """Block until `batch_size` records are in hand or `max_wait_s` has passed."""
+        """Block until `batch_size` samples are in hand or `max_wait_s` has passed (messages are
+        not split: with equal-size messages a window overshoots by less than one message)."""
         out: list[Record] = []
+        filled = 0
         deadline = self.clock() + self.max_wait_s
         while True:
             self.arrived.clear()
-            before = len(out)
-            self._poll_once(out)
-            if len(out) >= self.batch_size:
+            before = filled
+            filled = self._poll_once(out, filled)
+            if filled >= self.batch_size:
                 return out
-            if len(out) > before:
+            if filled > before:
                 continue  # sources still have data ready: keep filling before any wait
             remaining = deadline - self.clock()
             if remaining <= 0:

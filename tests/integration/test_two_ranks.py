@@ -7,9 +7,12 @@ from tests.integration.harness import produce_from, read_ledger, run_ranks, writ
 pytestmark = pytest.mark.integration
 
 
-def test_two_ranks_learn_each_sample_exactly_once_and_end_in_sync(broker, topic, tmp_path):
+@pytest.mark.parametrize("per_message", [1, 8], ids=["one-per-message", "packed-8"])
+def test_two_ranks_learn_each_sample_exactly_once_and_end_in_sync(broker, topic, tmp_path,
+                                                                   per_message):
     m = 12000
-    config = write_config(tmp_path, broker.url, topic)
+    config = write_config(tmp_path, broker.url, topic,
+                          extra=f"samples_per_message = {per_message}")  # lands in [produce]
     assert produce_from(config, m) == m
     ledger = tmp_path / "ledger"
     run = run_ranks(config, f"train.max_samples={m}", env={"HVD_ONLINE_LEDGER_DIR": str(ledger)})

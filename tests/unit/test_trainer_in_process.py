@@ -118,3 +118,20 @@ def test_non_finite_loss_skips_the_step_on_every_rank_and_counts_it(world, tmp_p
     assert sink.total == 0
     for got, want in zip(trainer.model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_packed_messages_train_every_sample_and_count_their_freshness(world, tmp_path):
+    template = Linear()
+    rows = np.frombuffer(b"".join(payloads(template, 1000)), dtype=template.schema.dtype)
+    packed = RecordCodec(template.schema).encode_many(rows, per_message=8)  # 125 messages
+    packed[3] = packed[3][:-1]  # one broken message: its 8 samples go to the DLQ, whole
+    a = TestingSource(0, packed[0::2])
+    b = TestingSource(1, packed[1::2])
+    trainer, sink = make_trainer(world, tmp_path, [a, b], ["train.max_samples=992"])
+    reports = list(trainer.run())
+    assert reports[-1].stopped == "max_samples" and reports[-1].samples_total == 992
+    assert all(r.count <= 32 + 7 for r in reports)  # windows count samples, not messages
+    assert sink.total == 1
+    assert trainer.freshness.count == 992  # every trained sample, none of the rejected
+    assert 0 <= trainer.freshness.quantile(0.99) < 60_000
+

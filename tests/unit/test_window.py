@@ -56,3 +56,16 @@ def test_records_of_each_partition_stay_in_order():
 def test_bad_window_settings_are_rejected(batch, wait):
     with pytest.raises(StreamsError, match="must be"):
         BatchWindow([], batch_size=batch, max_wait_s=wait)
+
+
+def test_batch_size_counts_samples_of_packed_messages():
+    # payload length stands in for the samples a message carries
+    a = TestingSource(0, [b"xxxx"] * 10)
+    b = TestingSource(1, [b"yyyy"] * 10)
+    window = BatchWindow([a, b], batch_size=16, max_wait_s=0, size_of=len)
+    first = window.collect()
+    assert sum(len(r.payload) for r in first) == 16
+    assert {r.partition for r in first} == {0, 1}
+    uneven = BatchWindow([TestingSource(0, [b"xxx"] * 10)], batch_size=8, max_wait_s=0,
+                         size_of=len)
+    assert sum(len(r.payload) for r in uneven.collect()) == 9  # overshoot < one message
