@@ -210,6 +210,7 @@ class OnlineTrainer:
         start = last_save = idle_since = time.monotonic()
         self._recent = deque([(start, self.samples_total)], maxlen=RATE_WINDOW_STEPS)
         last_step_time, last_fill = 0.0, 0.0
+        first_step = True
         every_steps = self.config.checkpoint.every_steps
         batch_size = self.config.window.batch_size
         while True:
@@ -237,7 +238,8 @@ class OnlineTrainer:
             now = time.monotonic()
             if stats.count:
                 idle_since = now
-            if self.step == 1:
+            if first_step:
+                first_step = False
                 log.info("rank %d: first step done %.1f s after start (tracing included)",
                          self.world.rank, now - start)
             last_step_time, last_fill = now - t0, len(rows) / batch_size
