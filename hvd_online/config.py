@@ -70,6 +70,8 @@ class TrainConfig:
     log_every: int = 50
     #: TensorFlow intra-op threads per rank; 0 = cores / ranks on this host
     threads: int = 0
+    #: when several ranks share a host, keep each to its own share of the cores
+    pin_cores: bool = True
     seed: int = 0
 
 

@@ -56,7 +56,7 @@ class MetricsLog:
 
 
 def train_command(config: Config) -> int:
-    world = distributed.init_world(config.train.threads)
+    world = distributed.init_world(config.train.threads, config.train.pin_cores)
     controls = Controls()
     install_signal_handlers(controls)
     template = load_template(config.model.template, config.model.params)
