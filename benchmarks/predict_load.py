@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -24,10 +23,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchmarks.common import ENV, REPO
 from hvd_online.launch import horovodrun_command
 from streams.broker import EmbeddedBroker
 
-REPO = Path(__file__).resolve().parents[1]
 MLP = REPO / "examples" / "mlp"
 
 
@@ -84,7 +83,6 @@ def load(url: str, seconds: float, clients: int, batch: int, inputs: int) -> dic
 def predict_under_load(clients: int, batch: int, rate: float, samples_per_message: int,
                        seconds: float) -> dict:
     work = Path(tempfile.mkdtemp(prefix="hvd-online-bench-"))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with EmbeddedBroker(work / "broker") as broker:
         config = write_config(work, broker.url)
         common = [str(config), "--url", broker.url, "--run-dir", str(work / "run"),
@@ -93,8 +91,8 @@ def predict_under_load(clients: int, batch: int, rate: float, samples_per_messag
                   "--set", f"produce.samples_per_message={samples_per_message}"]
         producer = subprocess.Popen([sys.executable, "-m", "hvd_online.cli", "produce", *common,
                                      "--count", "100000000", "--rate", str(rate)],
-                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ranks = subprocess.Popen(horovodrun_command(2, ["train", *common]), env=env,
+                                    env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ranks = subprocess.Popen(horovodrun_command(2, ["train", *common]), env=ENV,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url_file = work / "run" / "console.url"

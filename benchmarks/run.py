@@ -91,12 +91,12 @@ def ratios(results: dict[str, dict]) -> dict[str, float]:
         x2 = rate(f"hvd-online x2, {per_message}/msg, batch 256")
         out[f"overhead x1/in-memory ({per_message}/msg)"] = x1 / rate("in-memory, batch 256")
         out[f"scale-out x2/x1 ({per_message}/msg, batch 256)"] = x2 / x1
-    out["overhead x1/in-memory (16/msg, batch 2048)"] = (
+    out[f"overhead x1/in-memory ({PACKED}/msg, batch 2048)"] = (
         rate(f"hvd-online x1, {PACKED}/msg, batch 2048") / rate("in-memory, batch 2048"))
     x2_2048 = rate(f"hvd-online x2, {PACKED}/msg, batch 2048")
-    out["scale-out x2/x1 (16/msg, batch 2048)"] = (
+    out[f"scale-out x2/x1 ({PACKED}/msg, batch 2048)"] = (
         x2_2048 / rate(f"hvd-online x1, {PACKED}/msg, batch 2048"))
-    out["x2 / (2 x one rank on one core) (16/msg, batch 2048)"] = (
+    out[f"x2 / (2 x one rank on one core) ({PACKED}/msg, batch 2048)"] = (
         x2_2048 / (2 * rate(f"hvd-online x1, {PACKED}/msg, batch 2048, 1 thread")))
     loop = rate("per-message train_on_batch")
     out["x1 / per-message loop (1/msg)"] = rate("hvd-online x1, 1/msg, batch 256") / loop
