@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hvd_online.config import load_config
 from hvd_online.launch import horovodrun_command
+from hvd_online.layout import RunLayout
 from hvd_online.produce import produce
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,24 +35,24 @@ def train_argv(url: str, topic: str, run_dir: Path, samples: int, batch: int,
             "--set", "checkpoint.every_seconds=0", *extra]
 
 
-def summaries(output: str) -> list[dict]:
-    """Every rank's SUMMARY line (see hvd_online/session.py)."""
-    return [json.loads(line.split("SUMMARY ", 1)[1]) for line in output.splitlines()
-            if "SUMMARY " in line]
+def summaries(run_dir: Path) -> list[dict]:
+    """Every rank's summary-rank-R.json in `run_dir`, by rank."""
+    return [summary for _, summary in sorted(RunLayout(run_dir).summaries().items())]
 
 
-def run_ranks(ranks: int, argv: list[str]) -> list[dict]:
+def run_ranks(ranks: int, argv: list[str], run_dir: Path) -> list[dict]:
     out = subprocess.run(horovodrun_command(ranks, argv), capture_output=True, text=True,
                          env=ENV, timeout=900)
-    found = summaries(out.stdout)
+    found = summaries(run_dir)
     if out.returncode or len(found) != ranks:
         raise RuntimeError(f"ranks failed:\n{(out.stdout + out.stderr)[-3000:]}")
     return found
 
 
-def steady_rate(metrics: Path, total: int) -> float:
-    """Samples/s between 10% and 90% of the stream (start-up and the tail not counted)."""
-    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+def steady_rate(run_dir: Path, total: int) -> float:
+    """Samples/s between 10% and 90% of the stream (start-up and the tail not counted), from
+    the run's metrics log."""
+    rows = [json.loads(line) for line in RunLayout(run_dir).metrics.read_text().splitlines()]
     rows = [r for r in rows if r["count"] and 0.1 * total <= r["samples_total"] <= 0.9 * total]
     first, last = rows[0], rows[-1]
     return (last["samples_total"] - first["samples_total"]) / (last["elapsed_s"]

@@ -1,11 +1,12 @@
 """Freshness at fixed publish rates: publish -> weights-updated latency, 2 ranks.
 
 The ranks start first on an empty topic; once both have run their first step (TensorFlow
-traced), a producer publishes at a fixed rate for a fixed time. Each rank's SUMMARY carries a
-histogram of publish -> applied latency of every sample it trained (hvd_online/freshness.py);
-the histograms of the ranks are merged here. A rate is *sustained* when the producer reached
-it, training kept up with it (both within 5%) and p99 stayed under 1 s: a backlog that grows
-would push the latency of every later sample up with it.
+traced), a producer publishes at a fixed rate for a fixed time. Each rank's summary file
+carries a histogram of publish -> applied latency of every sample it trained
+(hvd_online/freshness.py); the histograms of the ranks are merged here. A rate is
+*sustained* when the producer reached it, training kept up with it (both within 5%) and p99
+stayed under 1 s: a backlog that grows would push the latency of every later sample up with
+it.
 """
 
 from __future__ import annotations
@@ -62,15 +63,14 @@ def fixed_rate(url: str, rate: float, seconds: float, per_message: int, ranks: i
     published_s = time.monotonic() - start
     if process.wait(timeout=600):
         raise RuntimeError("ranks failed:\n" + "".join(lines[-40:]))
-    time.sleep(0.2)  # let the reader thread take the last lines
-    found = summaries("".join(lines))
+    found = summaries(run_dir)
     merged = FreshnessHistogram()
     for summary in found:
         merged.merge(FreshnessHistogram.from_json(summary["freshness"]["histogram"]))
     result = {
         "rate": rate, "samples_per_message": per_message, "samples": merged.count,
         "publish_rate": total / published_s,
-        "trained_rate": steady_rate(run_dir / "metrics.jsonl", total),
+        "trained_rate": steady_rate(run_dir, total),
         "p50_ms": merged.quantile(0.5), "p99_ms": merged.quantile(0.99),
         "max_ms": merged.quantile(1.0),
     }

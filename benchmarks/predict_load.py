@@ -25,6 +25,7 @@ from pathlib import Path
 
 from benchmarks.common import ENV, REPO
 from hvd_online.launch import horovodrun_command
+from hvd_online.layout import RunLayout
 from streams.broker import EmbeddedBroker
 
 MLP = REPO / "examples" / "mlp"
@@ -95,7 +96,7 @@ def predict_under_load(clients: int, batch: int, rate: float, samples_per_messag
         ranks = subprocess.Popen(horovodrun_command(2, ["train", *common]), env=ENV,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            url_file = work / "run" / "console.url"
+            url_file = RunLayout(work / "run").console_url
             deadline = time.monotonic() + 120
             while not url_file.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)

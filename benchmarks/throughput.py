@@ -45,8 +45,8 @@ def in_memory(samples: int, batch: int) -> dict:
 
 def hvd_online(url: str, topic: str, samples: int, ranks: int, batch: int,
                run_dir: Path, extra: tuple[str, ...] = ()) -> dict:
-    found = run_ranks(ranks, train_argv(url, topic, run_dir, samples, batch, extra))
-    return {"samples_per_s": steady_rate(run_dir / "metrics.jsonl", samples),
+    found = run_ranks(ranks, train_argv(url, topic, run_dir, samples, batch, extra), run_dir)
+    return {"samples_per_s": steady_rate(run_dir, samples),
             "peak_rss_mb": max(s["peak_rss_mb"] for s in found)}
 
 

@@ -8,9 +8,12 @@ request loads it into the copy under a lock.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from streams.schema import Schema
 
@@ -24,27 +27,20 @@ class NotReady(RuntimeError):
 
 
 class Predictor:
-    def __init__(self, model: Any, schema: Schema, max_batch: int = 1024) -> None:
-        self._model = None  # None until attached: rank 0 builds it after the trainer's
-        self._forward: Any = None
+    def __init__(self, model: keras.Model, schema: Schema, max_batch: int = 1024) -> None:
+        self._model = model
         self.schema = schema
         self.max_batch = max_batch
         self._lock = threading.Lock()
         self._pending: tuple[int, list[np.ndarray]] | None = None
         self.version = 0  # training step of the weights in use
-        if model is not None:
-            self.attach(model)
 
-    def attach(self, model: Any) -> None:
-        import tensorflow as tf
-
-        def forward(x: Any) -> Any:
+        def forward(x: np.ndarray) -> tf.Tensor:
             return model(x, training=False)
 
-        with self._lock:
-            self._model = model
-            # compiled once per input shape: ~4x faster per request than an eager call
-            self._forward = tf.function(forward, reduce_retracing=True, autograph=False)
+        # compiled once per input shape: ~4x faster per request than an eager call
+        self._forward: Callable[[np.ndarray], tf.Tensor] = tf.function(
+            forward, reduce_retracing=True, autograph=False)
 
     def publish(self, step: int, weights: list[np.ndarray]) -> None:
         """Training thread: hand over a snapshot (cheap: swaps a reference)."""
@@ -85,9 +81,10 @@ class Predictor:
         return x.astype(self.schema.dtype[field].base)
 
     def predict(self, x: np.ndarray) -> tuple[int, list[Any]]:
+        """The live model's outputs for `x` (JSON lists), and the step of its weights."""
         with self._lock:
             pending = self._pending
-            if self._model is None or (pending is None and not self.version):
+            if pending is None and not self.version:
                 msg = "the model has no weights yet: retry once training has started"
                 raise NotReady(msg)
             if pending is not None and pending[0] != self.version:

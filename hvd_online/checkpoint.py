@@ -1,6 +1,7 @@
 """Checkpoints: one directory per cut, written so a crash never leaves a half one behind.
 
-Layout: `CKPT_ROOT/ckpt-0000000123/{weights.npz, optimizer.npz, state.json, manifest.json}`.
+Layout: `CKPT_ROOT/ckpt-0000000123/{weights.npz, optimizer.npz, state.json, manifest.json}`;
+`state.json` is the typed `RunState`.
 Files go into a temporary directory, are fsynced, the manifest (with each file's sha256) is
 written last, and the directory is renamed into place: a checkpoint either has a valid
 manifest or is ignored, and the previous one stays usable.
@@ -16,9 +17,10 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from hvd_online.run_state import RunState
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,21 @@ class Checkpoint:
     path: Path
     weights: list[np.ndarray]
     optimizer: list[np.ndarray]
-    state: dict[str, Any]
-    #: newer checkpoints that were unusable: the broker may have been acknowledged past this one
+    state: RunState
+    #: newer checkpoints that were unusable: sources were acknowledged past this one, so they
+    #: must rewind to its snapshots
     skipped_newer: int = 0
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a run continues from, as every rank sees it."""
+
+    state: RunState
+    #: newer checkpoints were unusable: sources must rewind to this state's snapshots
+    rewind: bool = False
+    #: rank 0 only (the arrays reach the other ranks with the initial broadcast)
+    checkpoint: Checkpoint | None = None
 
 
 def _fsync(path: Path) -> None:
@@ -52,16 +66,17 @@ def _write_arrays(path: Path, arrays: list[np.ndarray]) -> None:
         np.savez(f, *arrays)
 
 
-def save_checkpoint(root: Path, step: int, weights: list[np.ndarray],
-                    optimizer: list[np.ndarray], state: dict[str, Any], keep: int = 3) -> Path:
+def save_checkpoint(root: Path, weights: list[np.ndarray], optimizer: list[np.ndarray],
+                    state: RunState, keep: int = 3) -> Path:
     root.mkdir(parents=True, exist_ok=True)
+    step = state.step
     final = root / f"ckpt-{step:010d}"
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     _write_arrays(tmp / "weights.npz", weights)
     _write_arrays(tmp / "optimizer.npz", optimizer)
-    (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=1))
+    (tmp / "state.json").write_text(json.dumps(state.to_json(), indent=1))
     files = ["weights.npz", "optimizer.npz", "state.json"]
     for name in files:
         _fsync(tmp / name)
@@ -102,7 +117,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             raise ValueError(msg)
     return Checkpoint(path, _load_arrays(path / "weights.npz"),
                       _load_arrays(path / "optimizer.npz"),
-                      json.loads((path / "state.json").read_text()))
+                      RunState.from_json(json.loads((path / "state.json").read_text())))
 
 
 def load_latest_checkpoint(root: Path) -> Checkpoint | None:
@@ -110,7 +125,7 @@ def load_latest_checkpoint(root: Path) -> Checkpoint | None:
     for skipped, path in enumerate(reversed(list_checkpoints(root))):
         try:
             checkpoint = load_checkpoint(path)
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, TypeError) as err:
             log.warning("checkpoint %s is unusable (%s); trying the previous one", path, err)
             continue
         return dataclasses.replace(checkpoint, skipped_newer=skipped)

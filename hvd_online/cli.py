@@ -20,7 +20,7 @@ from hvd_online.config import Config, load_config
 from hvd_online.errors import HvdOnlineError
 from streams.errors import StreamsError
 
-log = logging.getLogger("hvd_online")
+log = logging.getLogger(__name__)
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,9 @@ class TrainConfig:
     #: when several ranks share a host, keep each to its own share of the cores
     pin_cores: bool = True
     seed: int = 0
+    #: code run inside every applied step, before its checkpoint, e.g. an audit of trained
+    #: keys: [{use = "file.py:Factory", ...params}]; Factory(rank=, schema=, **params)
+    step_hooks: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,12 @@ def _build_section(cls: type, section: str, values: Any) -> Any:
             msg = f"unknown key '{section}.{key}'; known keys in [{section}]: {', '.join(fields)}"
             raise ConfigError(msg)
         default = fields[key].default
-        if default is not dataclasses.MISSING and default is not None:
+        if isinstance(default, tuple):  # a TOML array
+            if not isinstance(value, list):
+                msg = f"'{section}.{key}' must be an array, got {type(value).__name__} {value!r}"
+                raise ConfigError(msg)
+            values[key] = tuple(value)
+        elif default is not dataclasses.MISSING and default is not None:
             expected = float if isinstance(default, float) else type(default)
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 values[key] = float(value)
@@ -184,7 +193,8 @@ def _build_section(cls: type, section: str, values: Any) -> Any:
     return cls(**values)
 
 
-def load_config_text(text: str, overrides: list[str] = (), base_dir: Path | None = None) -> Config:  # type: ignore[assignment]
+def load_config_text(text: str, overrides: Sequence[str] = (),
+                     base_dir: Path | None = None) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -219,7 +229,7 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
     return dataclasses.replace(config, model=model, produce=produce)
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:  # type: ignore[assignment]
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     path = Path(path)
     if not path.is_file():
         msg = f"config file {path} does not exist"

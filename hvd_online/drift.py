@@ -8,11 +8,15 @@ Every rank feeds it the same global per-step loss, so every rank flags the same 
 >>> flags = [detector.update(0.6) for _ in range(10)]
 >>> flags.index(True)  # a few steps after the loss jumps
 1
+>>> restored = PageHinkley(delta=0.005, threshold=0.5, min_steps=10)
+>>> restored.restore(detector.snapshot()); restored.snapshot() == detector.snapshot()
+True
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 class PageHinkley:
@@ -45,3 +49,15 @@ class PageHinkley:
             self.reset()
             return True
         return False
+
+    def snapshot(self) -> dict[str, Any]:
+        """The detector's evidence so far (a checkpoint carries it: a resumed run flags the
+        same steps as an uninterrupted one)."""
+        return {"steps": self.steps, "mean": self.mean, "cumulative": self.cumulative,
+                "minimum": self.minimum}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.mean = float(state["mean"])
+        self.cumulative = float(state["cumulative"])
+        self.minimum = float(state["minimum"])

@@ -11,3 +11,7 @@ class ConfigError(HvdOnlineError):
 
 class TemplateError(HvdOnlineError):
     """The model template cannot be loaded or does not follow the contract."""
+
+
+class ControlError(HvdOnlineError):
+    """A control request names no known flag."""

@@ -12,13 +12,14 @@ from pathlib import Path
 from hvd_online.checkpoint import load_checkpoint, load_latest_checkpoint
 from hvd_online.config import Config
 from hvd_online.errors import HvdOnlineError
+from hvd_online.layout import RunLayout
 from hvd_online.template import build_model, load_template
 
-log = logging.getLogger("hvd_online")
+log = logging.getLogger(__name__)
 
 
 def export_model(config: Config, out: Path, checkpoint: Path | None = None) -> Path:
-    root = Path(config.run.dir) / "checkpoints"
+    root = RunLayout.of(config).checkpoints
     found = load_checkpoint(checkpoint) if checkpoint else load_latest_checkpoint(root)
     if found is None:
         msg = f"no valid checkpoint under {root}: train first, or pass --checkpoint DIR"
@@ -30,5 +31,5 @@ def export_model(config: Config, out: Path, checkpoint: Path | None = None) -> P
         model.save(out)
     else:
         model.export(str(out), format="tf_saved_model", verbose=False)
-    log.info("exported %s (step %s) to %s", found.path, found.state["step"], out)
+    log.info("exported %s (step %s) to %s", found.path, found.state.step, out)
     return out

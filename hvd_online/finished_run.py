@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from hvd_online.checkpoint import Checkpoint, load_latest_checkpoint
 from hvd_online.config import Config, load_config
+from hvd_online.layout import RunLayout
 from hvd_online.template import ModelTemplate, load_template
 
 
@@ -22,7 +22,7 @@ def open_run(description: str, argv: list[str] | None = None,
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     template = load_template(config.model.template, config.model.params)
-    checkpoint = load_latest_checkpoint(Path(config.run.dir) / "checkpoints")
+    checkpoint = load_latest_checkpoint(RunLayout.of(config).checkpoints)
     if need_checkpoint and checkpoint is None:
         raise SystemExit(f"no checkpoint in {config.run.dir}: run the example first")
     return config, template, checkpoint

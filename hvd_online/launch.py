@@ -16,9 +16,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from hvd_online.config import Config
+from hvd_online.layout import RunLayout
 from streams.broker import EmbeddedBroker
 
-log = logging.getLogger("hvd_online")
+log = logging.getLogger(__name__)
 
 
 def horovodrun_command(num_proc: int, rank_argv: list[str]) -> list[str]:
@@ -32,7 +33,7 @@ def run_command(config_path: str, overrides: list[str], config: Config, num_proc
     with ExitStack() as stack:
         url = config.stream.url
         if not url:
-            broker = EmbeddedBroker(Path(config.run.dir) / "broker",
+            broker = EmbeddedBroker(RunLayout.of(config).broker_data,
                                     port=config.stream.embedded_port)
             stack.enter_context(broker)
             url = broker.url

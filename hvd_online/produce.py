@@ -12,7 +12,7 @@ from streams.client import connect
 from streams.codecs import make_codec
 from streams.producer import PartitionedProducer, Progress, publish
 
-log = logging.getLogger("hvd_online")
+log = logging.getLogger(__name__)
 
 
 def produce(config: Config, url: str, count: int | None = None, rate: float | None = None,

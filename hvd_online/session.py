@@ -1,24 +1,20 @@
-"""Wires one rank together: broker connection, this rank's partition sources, dead letters,
-resume state, hooks. `hvd-online train` calls `train_rank`."""
+"""What one rank reads from: the broker connection, its partition sources (built from the
+resume state), and the dead-letter sink. `hvd-online train` opens them with `open_inputs`."""
 
 from __future__ import annotations
 
 import logging
-import resource
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 from hvd_online import distributed
-from hvd_online.checkpoint import Checkpoint, load_latest_checkpoint
+from hvd_online.checkpoint import Resume, load_latest_checkpoint
 from hvd_online.config import Config
-from hvd_online.control import Controls
+from hvd_online.control import Controls, Flag
 from hvd_online.distributed import World
-from hvd_online.reports import StepReport
-from hvd_online.template import load_template
-from hvd_online.trainer import OnlineTrainer, TrainerHook, weights_digest
+from hvd_online.layout import RunLayout
 from streams.assignment import partitions_for_rank
 from streams.broker import EmbeddedBroker
 from streams.client import connect
@@ -26,11 +22,24 @@ from streams.dead_letter import DeadLetterSink
 from streams.pulsar_source import PulsarPartitionSource
 from streams.topics import count_partitions
 
-log = logging.getLogger("hvd_online")
+log = logging.getLogger(__name__)
+
+
+def read_resume(layout: RunLayout, world: World) -> Resume | None:
+    """Rank 0 reads the newest valid checkpoint; every rank receives its run state (the
+    arrays stay on rank 0 until the initial broadcast)."""
+    checkpoint = load_latest_checkpoint(layout.checkpoints) if world.is_chief else None
+    found = (checkpoint.state, checkpoint.skipped_newer > 0) if checkpoint else None
+    found = distributed.broadcast_object(found)
+    if found is None:
+        return None
+    state, rewind = found
+    log.info("rank %d resuming from step %d", world.rank, state.step)
+    return Resume(state, rewind, checkpoint)
 
 
 @contextmanager
-def broker_url(config: Config, world: World) -> Iterator[str]:
+def broker_url(config: Config, world: World, layout: RunLayout) -> Iterator[str]:
     """The configured Pulsar URL, or an embedded pulsar-lite broker started by rank 0.
 
     The embedded broker listens on 127.0.0.1, so it serves ranks of one host (the laptop
@@ -41,9 +50,9 @@ def broker_url(config: Config, world: World) -> Iterator[str]:
         return
     broker = None
     if world.is_chief:
-        data_dir = Path(config.run.dir) / "broker"
-        broker = EmbeddedBroker(data_dir, port=config.stream.embedded_port).start()
-        log.info("embedded pulsar-lite broker at %s (data in %s)", broker.url, data_dir)
+        broker = EmbeddedBroker(layout.broker_data, port=config.stream.embedded_port).start()
+        log.info("embedded pulsar-lite broker at %s (data in %s)", broker.url,
+                 layout.broker_data)
     url = distributed.broadcast_object(broker.url if broker else None)
     try:
         yield url
@@ -52,29 +61,21 @@ def broker_url(config: Config, world: World) -> Iterator[str]:
             broker.stop()
 
 
-def _resume_state(config: Config, world: World) -> Checkpoint | None:
-    """Rank 0 reads the newest valid checkpoint; every rank learns its stream positions."""
-    checkpoint = None
-    if world.is_chief:
-        checkpoint = load_latest_checkpoint(Path(config.run.dir) / "checkpoints")
-    found = (checkpoint.state, checkpoint.skipped_newer) if checkpoint else None
-    found = distributed.broadcast_object(found)
-    if found is None:
-        return None
-    if checkpoint is None:  # other ranks: arrays come with the variable broadcast
-        checkpoint = Checkpoint(Path(), [], [], found[0], skipped_newer=found[1])
-    return checkpoint
+@dataclass(frozen=True)
+class RankInputs:
+    sources: list[PulsarPartitionSource]
+    #: partitions of the topic (all ranks together)
+    partitions: int
+    dead_letters: DeadLetterSink
 
 
-def train_rank(config: Config, world: World, controls: Controls,
-               hooks: list[TrainerHook], on_report: Callable[[StepReport], None]) -> dict[str, Any]:
-    template = load_template(config.model.template, config.model.params)
-    resume = _resume_state(config, world)
-    if resume is not None:
-        log.info("rank %d resuming from step %s", world.rank, resume.state["step"])
-    positions = resume.state.get("positions", {}) if resume else {}
+@contextmanager
+def open_inputs(config: Config, world: World, layout: RunLayout,
+                resume: Resume | None) -> Iterator[RankInputs]:
+    """This rank's partition sources, each built from its snapshot in `resume`."""
+    snapshots = resume.state.sources if resume else {}
     with ExitStack() as stack:
-        url = stack.enter_context(broker_url(config, world))
+        url = stack.enter_context(broker_url(config, world, layout))
         client = connect(url, **config.stream.client_options)
         stack.callback(client.close)
         partitions = count_partitions(client, config.stream.topic, config.stream.partitions)
@@ -83,35 +84,19 @@ def train_rank(config: Config, world: World, controls: Controls,
                  config.stream.topic)
         sources = []
         for p in owned:
-            start_after = bytes.fromhex(positions[str(p)]) if str(p) in positions else None
             source = PulsarPartitionSource(
                 client, config.stream.topic, p, config.stream.subscription,
-                start_after=start_after, seek=bool(resume and resume.skipped_newer),
+                resume_state=snapshots.get(PulsarPartitionSource.key_for(config.stream.topic,
+                                                                         p)),
+                rewind=bool(resume and resume.rewind),
                 consumer_options=config.stream.consumer_options)
             stack.callback(source.close)
             sources.append(source)
         dead_letters = DeadLetterSink(client, config.stream.topic)
         stack.callback(dead_letters.close)
-        trainer = OnlineTrainer(config, template, world, sources, partitions, dead_letters,
-                                controls, hooks, resume)
-        last = None
-        for report in trainer.run():
-            on_report(report)
-            last = report
-        return {
-            "rank": world.rank, "steps": trainer.step,
-            "samples_total": trainer.samples_total,
-            "stopped": last.stopped if last else None,
-            "elapsed_s": round(last.elapsed_s, 2) if last else 0.0,
-            "checkpoint": last.checkpoint if last else None,
-            "rejected": dict(dead_letters.counts),
-            "partitions": {s.partition: s.stats() for s in sources},
-            "freshness": trainer.freshness.summary(),
-            "weights_sha256": weights_digest(trainer.model),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        }
+        yield RankInputs(sources, partitions, dead_letters)
 
 
 def install_signal_handlers(controls: Controls) -> None:
     """SIGTERM (kill -15) saves a checkpoint at the next step boundary, then exits 0."""
-    signal.signal(signal.SIGTERM, lambda *_: controls.request("sigterm"))
+    signal.signal(signal.SIGTERM, lambda *_: controls.request(Flag.SIGTERM))

@@ -3,39 +3,32 @@
 Flags and counters ride on the same collective as the gradients, so control and metrics
 reach every rank at the same step boundary without a side channel. Per-rank and
 per-partition values are "gathered" by summing vectors in which each rank fills its own slots.
+`report_fields` turns the summed vector straight into `StepReport` fields.
 
 >>> layout = StatsLayout(world_size=2, partitions=4)
->>> local = layout.local(rank=1, flags={"save": 1}, step_time_s=0.5, fill=0.25,
+>>> local = layout.local(rank=1, flags={Flag.SAVE}, step_time_s=0.5, fill=0.25,
 ...                      partitions={1: (10, 40), 3: (7, 0)}, rejected=2, duplicates=0)
->>> summed = layout.decode(np.concatenate([[1.0, 0.5, 8.0], local]))
->>> summed.flags["save"], summed.rank_step_time_s, summed.partition_backlog
-(1.0, [0.0, 0.5], [0, 10, 0, 7])
->>> summed.partition_lag_ms
-[0, 40, 0, 0]
+>>> summed = np.concatenate([[1.0, 0.5, 8.0], local])
+>>> layout.count(summed), layout.flags(summed)
+(8, {<Flag.SAVE: 'save'>})
+>>> fields = layout.report_fields(summed)
+>>> fields["loss"], fields["rank_step_time_s"], fields["partition_backlog"]
+(0.125, [0.0, 0.5], [0, 10, 0, 7])
+>>> fields["partition_lag_ms"], fields["rejected_total"]
+([0, 40, 0, 0], 2)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Set
+from typing import Any
 
 import numpy as np
 
-FLAGS = ("stop", "save", "idle", "sigterm")
+from hvd_online.control import Flag
 
-
-@dataclass(frozen=True)
-class GlobalStats:
-    loss_sum: float
-    metric_sum: float
-    count: int
-    flags: dict[str, float]
-    rejected: int
-    duplicates: int
-    rank_step_time_s: list[float]
-    rank_fill: list[float]
-    partition_backlog: list[int]
-    partition_lag_ms: list[int]
+FLAGS = tuple(Flag)
 
 
 class StatsLayout:
@@ -46,13 +39,13 @@ class StatsLayout:
         self.partitions = partitions
         self.length = len(FLAGS) + 2 + 2 * world_size + 2 * partitions
 
-    def local(self, rank: int, flags: Mapping[str, int], step_time_s: float, fill: float,
+    def local(self, rank: int, flags: Set[Flag], step_time_s: float, fill: float,
               partitions: Mapping[int, tuple[int, int]], rejected: int,
               duplicates: int) -> np.ndarray:
         """`partitions`: {partition: (messages waiting, age of the oldest in ms)}."""
         v = np.zeros(self.length, dtype=np.float32)
-        for i, name in enumerate(FLAGS):
-            v[i] = flags.get(name, 0)
+        for i, flag in enumerate(FLAGS):
+            v[i] = flag in flags
         base = len(FLAGS)
         v[base], v[base + 1] = rejected, duplicates
         base += 2
@@ -64,18 +57,30 @@ class StatsLayout:
             v[base + self.partitions + partition] = lag_ms
         return v
 
-    def decode(self, summed: np.ndarray) -> GlobalStats:
-        head, rest = summed[: self.HEAD], summed[self.HEAD :]
-        n, w = len(FLAGS), self.world_size
-        return GlobalStats(
-            loss_sum=float(head[0]),
-            metric_sum=float(head[1]),
-            count=int(round(head[2])),
-            flags={name: float(rest[i]) for i, name in enumerate(FLAGS)},
-            rejected=int(round(rest[n])),
-            duplicates=int(round(rest[n + 1])),
-            rank_step_time_s=[float(t) for t in rest[n + 2 : n + 2 + w]],
-            rank_fill=[float(f) for f in rest[n + 2 + w : n + 2 + 2 * w]],
-            partition_backlog=[int(round(b)) for b in rest[n + 2 + 2 * w :][: self.partitions]],
-            partition_lag_ms=[int(round(b)) for b in rest[n + 2 + 2 * w :][self.partitions :]],
-        )
+    def count(self, summed: np.ndarray) -> int:
+        """Samples in this step across all ranks."""
+        return int(round(summed[2]))
+
+    def flags(self, summed: np.ndarray) -> set[Flag]:
+        """The flags any rank raised this step."""
+        rest = summed[self.HEAD :]
+        return {flag for i, flag in enumerate(FLAGS) if rest[i] > 0}
+
+    def report_fields(self, summed: np.ndarray) -> dict[str, Any]:
+        """The `StepReport` fields this vector carries."""
+        n, w, p = len(FLAGS), self.world_size, self.partitions
+        rest = summed[self.HEAD :]
+        per_rank = rest[n + 2 : n + 2 + 2 * w]
+        per_partition = rest[n + 2 + 2 * w :]
+        count = self.count(summed)
+        return {
+            "count": count,
+            "loss": float(summed[0]) / count if count else math.nan,
+            "metric": float(summed[1]) / count if count else math.nan,
+            "rejected_total": int(round(rest[n])),
+            "duplicates_total": int(round(rest[n + 1])),
+            "rank_step_time_s": [float(t) for t in per_rank[:w]],
+            "rank_fill": [float(f) for f in per_rank[w:]],
+            "partition_backlog": [int(round(b)) for b in per_partition[:p]],
+            "partition_lag_ms": [int(round(b)) for b in per_partition[p:]],
+        }

@@ -1,22 +1,34 @@
-"""`hvd-online train`: what each horovodrun rank executes."""
+"""`hvd-online train`: what each horovodrun rank executes.
+
+    init Horovod -> read the resume state -> open this rank's sources -> build the trainer
+    -> ONE loop hands every StepReport to its consumers -> write this rank's summary
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import resource
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from hvd_online import distributed
 from hvd_online.config import Config
 from hvd_online.control import Controls
-from hvd_online.ledger import ledger_from_env
+from hvd_online.distributed import World
+from hvd_online.errors import ConfigError
+from hvd_online.layout import RunLayout
+from hvd_online.loading import load_object
 from hvd_online.reports import StepReport
-from hvd_online.session import install_signal_handlers, train_rank
-from hvd_online.template import load_template
-from hvd_online.trainer import TrainerHook
+from hvd_online.session import RankInputs, install_signal_handlers, open_inputs, read_resume
+from hvd_online.template import ModelTemplate, load_template
+from hvd_online.trainer import OnlineTrainer, StepHook, weights_digest
 
-log = logging.getLogger("hvd_online")
+log = logging.getLogger(__name__)
+
+ReportConsumer = Callable[[StepReport], None]
 
 
 class ProgressPrinter:
@@ -46,13 +58,63 @@ class MetricsLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a")  # noqa: SIM115 - lives as long as the run
 
-    def on_applied(self, step: int, rows: Any) -> None:
-        pass
-
-    def on_report(self, report: StepReport, model: Any) -> None:
+    def __call__(self, report: StepReport) -> None:
         if report.count or report.checkpoint or report.stopped:
             self._file.write(json.dumps(report.as_json()) + "\n")
             self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def load_step_hooks(config: Config, world: World, template: ModelTemplate) -> list[StepHook]:
+    """`train.step_hooks = [{use = "file.py:Factory", ...params}]`: each factory is called
+    with `rank=`, `schema=` and the params, and returns a StepHook."""
+    hooks = []
+    for spec in config.train.step_hooks:
+        params = dict(spec)
+        use = params.pop("use", None)
+        if not isinstance(use, str):
+            msg = f"train.step_hooks entry {spec!r} needs use = 'file.py:Factory'"
+            raise ConfigError(msg)
+        hooks.append(load_object(use)(rank=world.rank, schema=template.schema, **params))
+    return hooks
+
+
+@contextmanager
+def report_consumers(config: Config, world: World, layout: RunLayout, template: ModelTemplate,
+                     controls: Controls, trainer: OnlineTrainer) -> Iterator[list[ReportConsumer]]:
+    """Who reads the step reports: on rank 0 the printer, the metrics log and the console."""
+    if not world.is_chief:
+        yield []
+        return
+    with ExitStack() as stack:
+        metrics = MetricsLog(layout.metrics)
+        stack.callback(metrics.close)
+        consumers: list[ReportConsumer] = [ProgressPrinter(config.train.log_every), metrics]
+        if config.console.enabled:
+            from hvd_online.console_link import start_console  # Flask only where it serves
+
+            link = start_console(config, layout, template, controls, trainer.model.get_weights)
+            stack.callback(link.close)
+            consumers.append(link)
+        yield consumers
+
+
+def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
+                 last: StepReport | None) -> dict[str, Any]:
+    return {
+        "rank": world.rank, "steps": trainer.step,
+        "samples_total": trainer.samples_total,
+        "stopped": last.stopped if last else None,
+        "elapsed_s": round(last.elapsed_s, 2) if last else 0.0,
+        "checkpoint": last.checkpoint if last else None,
+        "rejected": dict(inputs.dead_letters.counts),
+        "partitions": {s.partition: s.stats() for s in inputs.sources},
+        "freshness": trainer.freshness.summary(),
+        "weights_sha256": weights_digest(trainer.model),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def train_command(config: Config) -> int:
@@ -60,24 +122,24 @@ def train_command(config: Config) -> int:
     controls = Controls()
     install_signal_handlers(controls)
     template = load_template(config.model.template, config.model.params)
-    hooks: list[TrainerHook] = []
-    ledger = ledger_from_env(world.rank, template.schema.key)
-    if ledger:
-        hooks.append(ledger)
-    printer = ProgressPrinter(config.train.log_every) if world.is_chief else (lambda r: None)
-    console = None
-    if world.is_chief:
-        hooks.append(MetricsLog(Path(config.run.dir) / "metrics.jsonl"))
-    if world.is_chief and config.console.enabled:
-        from console.server import start_console  # rank 0 only: the one web server
-
-        console = start_console(config, template, controls)
-        hooks.append(console)
-    try:
-        summary = train_rank(config, world, controls, hooks, printer)
-    finally:
-        if console:
-            console.finish()
-    # every rank prints its summary: equal weight digests show the ranks stayed in sync
+    layout = RunLayout.of(config)
+    if world.is_chief:  # before the first collective: no rank of this run wrote one yet
+        layout.clear_summaries()  # a crashed rank, or a smaller world, leaves none behind
+    resume = read_resume(layout, world)
+    with ExitStack() as stack:
+        inputs = stack.enter_context(open_inputs(config, world, layout, resume))
+        trainer = OnlineTrainer(config, template, world, inputs.sources, inputs.partitions,
+                                inputs.dead_letters, controls,
+                                load_step_hooks(config, world, template), resume)
+        consumers = stack.enter_context(report_consumers(config, world, layout, template,
+                                                         controls, trainer))
+        last = None
+        for report in trainer.run():
+            for consume in consumers:
+                consume(report)
+            last = report
+        summary = rank_summary(world, trainer, inputs, last)
+    layout.summary(world.rank).write_text(json.dumps(summary, sort_keys=True, indent=1))
+    # for people: equal weight digests show the ranks stayed in sync
     print(f"SUMMARY {json.dumps(summary, sort_keys=True)}", flush=True)
     return 0

@@ -3,83 +3,48 @@
     window of records -> decode (bad ones to the dead-letter topic) -> synchronised
     prequential step -> act on the step's global flags (save / stop) -> yield a StepReport
 
-The loop is a generator so the log printer, the console and the tests consume the same
-reports. Messages are acknowledged only once a checkpoint that includes them is durable.
+The loop is a generator: one loop in `train_command` hands each report to the printer, the
+metrics log and the console. Messages are acknowledged only once a checkpoint that includes
+them is durable. Each piece of resume state has one owner: sources and operators snapshot
+their own, the trainer its counters, and `save` only collects them into a `RunState`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
-import math
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from hvd_online import distributed
-from hvd_online.checkpoint import Checkpoint, save_checkpoint
+from hvd_online.checkpoint import Resume, save_checkpoint
 from hvd_online.config import Config
-from hvd_online.control import Controls
+from hvd_online.control import Controls, Flag
 from hvd_online.distributed import SyncStep, World
 from hvd_online.drift import PageHinkley
 from hvd_online.errors import ConfigError
 from hvd_online.freshness import FreshnessHistogram
+from hvd_online.layout import RunLayout
 from hvd_online.reports import StepReport
+from hvd_online.run_state import RunState, Stateful
 from hvd_online.step_stats import StatsLayout
 from hvd_online.template import ModelTemplate, build_model
 from streams.codecs import make_codec
+from streams.dead_letter import DeadLetters
 from streams.source import PartitionSource, Record
 from streams.window import BatchWindow
 
 RATE_WINDOW_STEPS = 50
-log = logging.getLogger("hvd_online")
+log = logging.getLogger(__name__)
 
-
-class DeadLetters(Protocol):
-    @property
-    def total(self) -> int: ...
-
-    def send(self, record: Record, rejected: Any) -> None: ...
-
-
-class TrainerHook(Protocol):
-    """Called on the training thread (keep it cheap)."""
-
-    def on_applied(self, step: int, rows: np.ndarray) -> None:
-        """Right after an update that trained `rows`, before any checkpoint of that step."""
-
-    def on_report(self, report: StepReport, model: keras.Model) -> None:
-        """After every step, with the step's report (checkpoint path included)."""
-
-
-@dataclass
-class _Cut:
-    """Last record of each partition included in an applied update (the checkpoint cut)."""
-
-    records: dict[int, Record] = field(default_factory=dict)
-    #: positions carried over from the checkpoint this run resumed from (quiet partitions
-    #: keep their place in the next checkpoint)
-    resumed: dict[int, str] = field(default_factory=dict)
-
-    def advance(self, records: Sequence[Record]) -> None:
-        for record in records:  # records of one partition arrive in order
-            self.records[record.partition] = record
-
-    def positions(self) -> dict[int, str]:
-        out = dict(self.resumed)
-        for partition, record in self.records.items():
-            mid = record.message_id
-            out[partition] = mid.serialize().hex() if hasattr(mid, "serialize") else str(
-                record.position)
-        return out
+#: runs inside the step, right after an update that trained `rows` and before any checkpoint
+#: of that step (the sample ledger of the tests is one)
+StepHook = Callable[[int, np.ndarray], None]
 
 
 def weights_digest(model: keras.Model) -> str:
@@ -104,24 +69,35 @@ class OnlineTrainer:
     def __init__(self, config: Config, template: ModelTemplate, world: World,
                  sources: Sequence[PartitionSource], partitions: int,
                  dead_letters: DeadLetters, controls: Controls | None = None,
-                 hooks: Sequence[TrainerHook] = (), resume: Checkpoint | None = None) -> None:
+                 step_hooks: Sequence[StepHook] = (), resume: Resume | None = None) -> None:
         self.config = config
         self.template = template
         self.world = world
         self.sources = list(sources)
         self.dead_letters = dead_letters
         self.controls = controls or Controls()
-        self.hooks = list(hooks)
+        self.step_hooks = list(step_hooks)
         self.layout = StatsLayout(world.size, partitions)
-        self.checkpoint_root = Path(config.run.dir) / "checkpoints"
+        self.checkpoint_root = RunLayout.of(config).checkpoints
         keras.utils.set_random_seed(config.train.seed)
         self.model = build_model(template, config.model.pretrained)
         self.optimizer = template.make_optimizer(config.train.learning_rate)
-        self.step = 0
-        self.samples_total = 0
-        self.skipped_steps = 0
-        if resume is not None:
-            self._restore(resume)
+        self.drift = _make_detector(config)
+        #: operators whose state a checkpoint carries, by key
+        self.operators: dict[str, Stateful] = {"drift": self.drift} if self.drift else {}
+        state = resume.state if resume else RunState()
+        self.step = state.step
+        self.samples_total = state.samples_total
+        self.skipped_steps = state.skipped_steps
+        for key, operator in self.operators.items():
+            if key in state.operators:
+                operator.restore(state.operators[key])
+        if resume is not None and resume.checkpoint is not None:  # rank 0 holds the arrays
+            self.model.set_weights(resume.checkpoint.weights)
+            self.optimizer.build(self.model.trainable_variables)
+            for variable, value in zip(self.optimizer.variables, resume.checkpoint.optimizer,
+                                       strict=True):
+                variable.assign(value)
         distributed.broadcast_initial_state(self.model, self.optimizer)
         schema = template.schema
         self.codec = make_codec(config.stream.codec, schema)
@@ -134,25 +110,8 @@ class OnlineTrainer:
         self.window = BatchWindow(self.sources, config.window.batch_size,
                                   config.window.max_wait_ms / 1000,
                                   size_of=self.codec.count_samples)
-        self._source_of = {s.partition: s for s in self.sources}
-        owned = set(self._source_of)
-        resumed = resume.state.get("positions", {}) if resume else {}
-        self.drift = _make_detector(config)
-        self.cut = _Cut(resumed={int(p): v for p, v in resumed.items() if int(p) in owned})
         #: publish -> applied latency of this rank's trained samples
         self.freshness = FreshnessHistogram()
-
-    def _restore(self, checkpoint: Checkpoint) -> None:
-        """Rank 0 loads the checkpoint; the broadcast that follows hands it to every rank."""
-        if self.world.is_chief:
-            self.model.set_weights(checkpoint.weights)
-            self.optimizer.build(self.model.trainable_variables)
-            for variable, value in zip(self.optimizer.variables, checkpoint.optimizer,
-                                       strict=True):
-                variable.assign(value)
-        self.step = int(checkpoint.state["step"])
-        self.samples_total = int(checkpoint.state["samples_total"])
-        self.skipped_steps = int(checkpoint.state.get("skipped_steps", 0))
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -166,21 +125,21 @@ class OnlineTrainer:
             return rows, [r for i, r in enumerate(records) if i not in dropped]
         return rows, records
 
-    def _local_flags(self, last_save: float, idle_since: float) -> dict[str, int]:
+    def _local_flags(self, last_save: float, idle_since: float) -> set[Flag]:
         flags = self.controls.take()
         every = self.config.checkpoint.every_seconds
         if self.world.is_chief and every > 0 and time.monotonic() - last_save >= every:
-            flags["save"] = 1
+            flags.add(Flag.SAVE)
         timeout = self.config.train.idle_timeout_s
         if timeout > 0 and time.monotonic() - idle_since >= timeout:
-            flags["idle"] = 1
+            flags.add(Flag.IDLE)
         return flags
 
-    def _stop_reason(self, flags: dict[str, float]) -> str | None:
+    def _stop_reason(self, flags: set[Flag]) -> str | None:
         train = self.config.train
-        for name in ("sigterm", "stop", "idle"):
-            if flags[name] > 0:
-                return name
+        for flag in (Flag.SIGTERM, Flag.STOP, Flag.IDLE):
+            if flag in flags:
+                return flag.value
         if train.max_samples and self.samples_total >= train.max_samples:
             return "max_samples"
         if train.max_steps and self.step >= train.max_steps:
@@ -188,90 +147,78 @@ class OnlineTrainer:
         return None
 
     def save(self) -> str | None:
-        """Collective: every rank calls it at the same step. Rank 0 writes; then every rank
-        acknowledges what the checkpoint covers (the broker may forget it now)."""
-        positions: dict[int, str] = {}
-        for part in distributed.allgather_object(self.cut.positions()):
-            positions.update(part)
+        """Collective: every rank calls it at the same step. Each rank's sources and operators
+        snapshot themselves; rank 0 writes them with the arrays; then every source commits
+        its snapshot (the broker may forget what it covers)."""
+        sources = {source.key: source.snapshot() for source in self.sources}
+        operators = {key: operator.snapshot() for key, operator in self.operators.items()}
         path = None
+        gathered = distributed.allgather_object((sources, operators))
         if self.world.is_chief:
-            state = {"samples_total": self.samples_total, "skipped_steps": self.skipped_steps,
-                     "positions": {str(k): v for k, v in sorted(positions.items())},
-                     "world_size": self.world.size, "digest": weights_digest(self.model)}
-            path = str(save_checkpoint(self.checkpoint_root, self.step, self.model.get_weights(),
+            state = RunState(
+                step=self.step, samples_total=self.samples_total,
+                skipped_steps=self.skipped_steps, world_size=self.world.size,
+                digest=weights_digest(self.model),
+                sources={k: v for part, _ in gathered for k, v in sorted(part.items())},
+                operators={k: v for _, part in gathered for k, v in sorted(part.items())})
+            path = str(save_checkpoint(self.checkpoint_root, self.model.get_weights(),
                                        [v.numpy() for v in self.optimizer.variables], state,
                                        self.config.checkpoint.keep))
-        path = distributed.broadcast_object(path)  # also a barrier: written before we ack
-        for partition, record in self.cut.records.items():
-            self._source_of[partition].acknowledge(record)
+        path = distributed.broadcast_object(path)  # also a barrier: written before we commit
+        for source in self.sources:
+            source.commit(sources[source.key])
         return path
 
     def run(self) -> Iterator[StepReport]:
         start = last_save = idle_since = time.monotonic()
         self._recent = deque([(start, self.samples_total)], maxlen=RATE_WINDOW_STEPS)
         last_step_time, last_fill = 0.0, 0.0
-        first_step = True
         every_steps = self.config.checkpoint.every_steps
         batch_size = self.config.window.batch_size
+        schema = self.template.schema
+        first_step = True
         while True:
             t0 = time.monotonic()
             records = self.window.collect()
             rows, accepted = self._decode(records)
-            schema = self.template.schema
             local = self.layout.local(
                 self.world.rank, self._local_flags(last_save, idle_since), last_step_time,
                 last_fill, self._partition_state(), self.dead_letters.total, self._duplicates())
             x = np.ascontiguousarray(rows[schema.features])
             y = np.ascontiguousarray(rows[schema.label])
             summed, applied, _finite = self.sync_step(x, y, local)
-            stats = self.layout.decode(summed)
+            fields = self.layout.report_fields(summed)
             self.step += 1
             if applied:
-                self.samples_total += stats.count
-            elif stats.count:
-                self.skipped_steps += 1
-            self.cut.advance(records)
-            if applied:
+                self.samples_total += fields["count"]
                 self._record_freshness(accepted)
-                for hook in self.hooks:
-                    hook.on_applied(self.step, rows)
+                for hook in self.step_hooks:
+                    hook(self.step, rows)
+            elif fields["count"]:
+                self.skipped_steps += 1
             now = time.monotonic()
-            if stats.count:
+            if fields["count"]:
                 idle_since = now
             if first_step:
                 first_step = False
                 log.info("rank %d: first step done %.1f s after start (tracing included)",
                          self.world.rank, now - start)
             last_step_time, last_fill = now - t0, len(rows) / batch_size
-            stopped = self._stop_reason(stats.flags)
+            # the detector sees this step before a checkpoint of it is taken
+            drift = bool(self.drift and fields["count"] and self.drift.update(fields["loss"]))
+            flags = self.layout.flags(summed)
+            stopped = self._stop_reason(flags)
             checkpoint = None
-            if stats.flags["save"] > 0 or stopped or (every_steps and self.step % every_steps == 0):
+            if Flag.SAVE in flags or stopped or (every_steps and self.step % every_steps == 0):
                 checkpoint = self.save()
                 last_save = time.monotonic()
-            report = self._report(stats, applied, now - start, checkpoint, stopped)
-            if self.drift is not None and report.count and self.drift.update(report.loss):
-                report = dataclasses.replace(report, drift=True)
-            for hook in self.hooks:
-                hook.on_report(report, self.model)
-            yield report
+            yield StepReport(
+                step=self.step, samples_total=self.samples_total, applied=applied,
+                elapsed_s=now - start, samples_per_s=self._recent_rate(),
+                skipped_steps=self.skipped_steps, drift=drift, checkpoint=checkpoint,
+                stopped=stopped, **fields)
             if stopped:
                 return
-
-    def _report(self, stats: Any, applied: bool, elapsed: float, checkpoint: str | None,
-                stopped: str | None) -> StepReport:
-        n = stats.count
-        return StepReport(
-            step=self.step, count=n, samples_total=self.samples_total,
-            loss=stats.loss_sum / n if n else math.nan,
-            metric=stats.metric_sum / n if n else math.nan,
-            applied=applied, elapsed_s=elapsed,
-            samples_per_s=self._recent_rate(),
-            rank_step_time_s=stats.rank_step_time_s, rank_fill=stats.rank_fill,
-            partition_backlog=stats.partition_backlog, partition_lag_ms=stats.partition_lag_ms,
-            rejected_total=stats.rejected,
-            duplicates_total=stats.duplicates, skipped_steps=self.skipped_steps,
-            checkpoint=checkpoint, stopped=stopped,
-        )
 
     def _record_freshness(self, records: list[Record]) -> None:
         if not records:

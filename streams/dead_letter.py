@@ -8,13 +8,36 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 from streams.codecs import Rejected
 from streams.source import Record
 from streams.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
+
+
+def reason_kind(reason: str) -> str:
+    """The part of a rejection reason before its details: what dead letters are counted by.
+
+    >>> reason_kind("wrong size: 7 bytes, expected 8")
+    'wrong size'
+    """
+    return reason.split(":", 1)[0]
+
+
+class DeadLetters(Protocol):
+    """Where the trainer sends what its codec rejected (`DeadLetterSink`, or
+    `streams.testing.CountingSink` in unit tests)."""
+
+    counts: Counter[str]
+
+    @property
+    def total(self) -> int: ...
+
+    def send(self, record: Record, rejected: Rejected) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class DeadLetterSink:
@@ -26,8 +49,7 @@ class DeadLetterSink:
         self.failed = 0
 
     def send(self, record: Record, rejected: Rejected) -> None:
-        kind = rejected.reason.split(":", 1)[0]
-        self.counts[kind] += 1
+        self.counts[reason_kind(rejected.reason)] += 1
         properties = {
             "reason": rejected.reason,
             "source_partition": str(record.partition),
@@ -48,22 +70,3 @@ class DeadLetterSink:
     def close(self) -> None:
         self._producer.flush()
         self._producer.close()
-
-
-class CountingSink:
-    """Keeps rejected records in memory (unit tests, and runs without a broker)."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[Record, Rejected]] = []
-        self.counts: Counter[str] = Counter()
-
-    def send(self, record: Record, rejected: Rejected) -> None:
-        self.counts[rejected.reason.split(":", 1)[0]] += 1
-        self.records.append((record, rejected))
-
-    @property
-    def total(self) -> int:
-        return len(self.records)
-
-    def close(self) -> None:
-        pass

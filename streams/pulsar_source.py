@@ -7,7 +7,8 @@ client, and blocking it for one full partition starved the others (one partition
 of its siblings by tens of thousands of messages - measured here).
 Brokers redeliver (pulsar-lite sends many duplicates when a consumer lags a backlog, and any
 broker does after a reconnect): positions only move forward, so anything at or before the last
-position handed out is dropped here and counted.
+position received is dropped here and counted. The source's snapshot is the serialized
+MessageId of the last record handed out.
 """
 
 from __future__ import annotations
@@ -38,26 +39,33 @@ class PulsarPartitionSource(PartitionSource):
         topic: str,
         partition: int,
         subscription: str,
+        resume_state: str | None = None,
+        rewind: bool = False,
         buffer_size: int = 4096,
-        start_after: bytes | None = None,
-        seek: bool = False,
         consumer_options: dict[str, Any] | None = None,
     ) -> None:
+        """`resume_state`: a `snapshot()` of an earlier source of this partition; records
+        it covers are not handed out again. `rewind`: the subscription's acknowledged cursor
+        may be ahead of that snapshot (a newer checkpoint was unusable), so seek back."""
         self.partition = partition
-        self.topic = partition_topic(topic, partition)
+        self.topic = self.key = self.key_for(topic, partition)
         self._buffer: deque[Record] = deque()
         self._buffer_size = buffer_size
         self._paused = False
         self._pause_lock = threading.Lock()
         self._closed = False
         self._last_enqueued: tuple[int, int, int] | None = None
-        self._position: tuple[int, int, int] | None = None
+        self._resume_state = resume_state
+        self._handed_out: Record | None = None
+        #: the last snapshot taken and the message id it stands for (what commit() acks)
+        self._snapshot: tuple[str, Any] | None = None
         self._duplicates = 0
         self._received = 0
-        resume = pulsar.MessageId.deserialize(start_after) if start_after is not None else None
+        resume = (pulsar.MessageId.deserialize(bytes.fromhex(resume_state))
+                  if resume_state is not None else None)
         if resume is not None:
             # set before subscribing: the listener may deliver before seek() returns
-            self._last_enqueued = self._position = message_position(resume)
+            self._last_enqueued = message_position(resume)
         options = {"receiver_queue_size": 1000, **(consumer_options or {})}
         self._consumer = client.subscribe(
             self.topic,
@@ -67,12 +75,16 @@ class PulsarPartitionSource(PartitionSource):
             message_listener=self._on_message,
             **options,
         )
-        if resume is not None and seek:
-            # The subscription's acknowledged cursor is ahead of this checkpoint (a newer one
-            # was unusable): rewind. Otherwise the cursor is at or behind it and the position
-            # filter above drops what was already trained, so no seek is needed - and seeking
+        if resume is not None and rewind:
+            # Otherwise the acknowledged cursor is at or behind the snapshot and the position
+            # filter drops what was already trained, so no seek is needed - and seeking
             # pulsar-lite 0.2.0 consumers sometimes stopped their delivery (measured here).
             self._consumer.seek(resume)
+
+    @staticmethod
+    def key_for(topic: str, partition: int) -> str:
+        """The key of this partition's snapshot in a checkpoint: its topic's full name."""
+        return partition_topic(topic, partition)
 
     def _on_message(self, consumer: Any, message: Any) -> None:
         message_id = message.message_id()
@@ -102,7 +114,7 @@ class PulsarPartitionSource(PartitionSource):
         while buffer and len(out) < max_count:
             out.append(buffer.popleft())
         if out:
-            self._position = out[-1].position
+            self._handed_out = out[-1]
         if self._paused and len(buffer) <= self._buffer_size // 2:
             with self._pause_lock:
                 if self._paused:
@@ -110,13 +122,21 @@ class PulsarPartitionSource(PartitionSource):
                     self._consumer.resume_message_listener()
         return out
 
-    @property
-    def position(self) -> tuple[int, int, int] | None:
-        return self._position
+    def snapshot(self) -> str | None:
+        if self._handed_out is None:
+            return self._resume_state
+        message_id = self._handed_out.message_id
+        state = message_id.serialize().hex()
+        self._snapshot = (state, message_id)
+        return state
 
-    def acknowledge(self, record: Record) -> None:
+    def commit(self, snapshot: str | None) -> None:
+        """Acknowledge (cumulatively) what `snapshot` covers, if this source took it; a
+        restored snapshot was acknowledged by the run that took it."""
+        if self._snapshot is None or self._snapshot[0] != snapshot:
+            return
         try:
-            self._consumer.acknowledge_cumulative(record.message_id)
+            self._consumer.acknowledge_cumulative(self._snapshot[1])
         except Exception as err:  # noqa: BLE001 - broker away: the next checkpoint acks again
             log.warning("partition %d: acknowledge failed (%s); retried at the next checkpoint",
                         self.partition, err)

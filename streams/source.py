@@ -1,24 +1,25 @@
 """The Source contract: one reader per partition, polled by the batching window.
 
-Modelled on bytewax's partitioned input: `next_batch()` never blocks for long and returns
-`[]` when nothing came; `position` is the resumable state; `close()` releases the consumer.
+Modelled on bytewax's `StatefulSourcePartition`: `next_batch()` never blocks for long and
+returns `[]` when nothing came. A source owns its resume state: `snapshot()` returns it
+(opaque, JSON-serialisable; it covers every record handed out so far), a new source is
+built from it (`resume_state=`), and `commit(snapshot)` says that a checkpoint holding it is
+durable, so the broker may forget what it covers. Nobody else decodes a snapshot.
 
->>> source = TestingSource(partition=0, payloads=[b"a", b"b", TestingSource.PAUSE, b"c"])
->>> [r.payload for r in source.next_batch(10)]
-[b'a', b'b']
->>> source.next_batch(10)
-[]
->>> [r.payload for r in source.next_batch(10)], source.position
-([b'c'], 2)
+>>> from streams.testing import TestingSource
+>>> source = TestingSource(0, [b"a", b"b", TestingSource.PAUSE, b"c"])
+>>> [r.payload for r in source.next_batch(10)], source.snapshot()
+([b'a', b'b'], '1')
+>>> resumed = TestingSource(0, [b"a", b"b", b"c"], resume_state=source.snapshot())
+>>> [r.payload for r in resumed.next_batch(10)], resumed.snapshot()
+([b'c'], '2')
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -26,8 +27,8 @@ from typing import Any
 class Record:
     """One message as the trainer sees it.
 
-    `position` orders messages within a partition (comparable); `message_id` is the broker's
-    opaque id (a Pulsar MessageId) used to acknowledge and, serialized, to seek.
+    `position` orders messages within a partition (comparable; shown in dead letters);
+    `message_id` is the broker's opaque id, which only the source that made it interprets.
     """
 
     partition: int
@@ -38,9 +39,13 @@ class Record:
 
 
 class PartitionSource(ABC):
-    """Reads one partition. Subclasses fill `next_batch`; the window drives them."""
+    """Reads one partition. Subclasses fill `next_batch` and `snapshot`; the window drives
+    them."""
 
     partition: int
+    #: names this source's snapshot in a checkpoint: unique among the sources of a run
+    #: (Pulsar sources use their partition topic's name)
+    key: str
     #: set by any source of a window when data arrives, so the window can sleep until then
     arrived: threading.Event | None = None
 
@@ -48,13 +53,13 @@ class PartitionSource(ABC):
     def next_batch(self, max_count: int) -> list[Record]:
         """Up to `max_count` records that are ready now; `[]` if none. Never blocks for long."""
 
-    @property
     @abstractmethod
-    def position(self) -> Hashable | None:
-        """Position of the last record handed out (None before the first)."""
+    def snapshot(self) -> str | None:
+        """Resume state covering every record handed out so far (None: nothing yet, start
+        from the beginning of the subscription)."""
 
-    def acknowledge(self, record: Record) -> None:  # noqa: B027 - optional hook
-        """Tell the broker everything up to `record` is done with (cumulative)."""
+    def commit(self, snapshot: str | None) -> None:  # noqa: B027 - optional hook
+        """A checkpoint holding `snapshot` is durable: what it covers may be forgotten."""
 
     def backlog(self) -> int:
         """Records received but not yet handed out."""
@@ -70,51 +75,3 @@ class PartitionSource(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the consumer."""
-
-
-@dataclass
-class TestingSource(PartitionSource):
-    """In-memory source for unit tests: plays `payloads`; `PAUSE` makes one poll come back
-    empty (like a quiet partition); `EOF` (or running out) ends it.
-    """
-
-    __test__ = False  # not a pytest class
-
-    PAUSE = object()
-    EOF = object()
-
-    partition: int
-    payloads: Iterable[Any]
-    acked: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._items = list(self.payloads)
-        self._cursor = 0
-        self._position: int | None = None
-
-    def next_batch(self, max_count: int) -> list[Record]:
-        out: list[Record] = []
-        while len(out) < max_count and self._cursor < len(self._items):
-            item = self._items[self._cursor]
-            if item is self.EOF:
-                break
-            if item is self.PAUSE:
-                if not out:  # the pause itself is one empty poll
-                    self._cursor += 1
-                break
-            self._cursor += 1
-            position = 0 if self._position is None else self._position + 1
-            self._position = position
-            out.append(Record(self.partition, position, item, int(time.time() * 1000)))
-        return out
-
-    @property
-    def position(self) -> int | None:
-        return self._position
-
-    def acknowledge(self, record: Record) -> None:
-        self.acked.append(record.position)
-
-    @property
-    def exhausted(self) -> bool:
-        return self._cursor >= len(self._items) or self._items[self._cursor] is self.EOF

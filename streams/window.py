@@ -5,7 +5,7 @@ round-robin so a busy partition cannot starve a quiet one, and sleeps on the sou
 shared `arrived` event instead of spinning. `batch_size` counts samples: `size_of(payload)` says
 how many a message carries (packed record payloads carry several), 1 each by default.
 
->>> from streams.source import TestingSource
+>>> from streams.testing import TestingSource
 >>> a = TestingSource(0, [b"a1", b"a2", b"a3"])
 >>> b = TestingSource(1, [b"b1"])
 >>> window = BatchWindow([a, b], batch_size=3, max_wait_s=0.01)

@@ -25,7 +25,7 @@ def main() -> None:
     x_train, x_test, y_train, y_test = split()
     online = template.build_model()
     online.set_weights(checkpoint.weights)
-    samples = int(checkpoint.state["samples_total"])
+    samples = checkpoint.state.samples_total
 
     keras.utils.set_random_seed(config.train.seed)
     offline = template.build_model()

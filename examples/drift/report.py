@@ -7,17 +7,17 @@ the post-drift part without updates).
 """
 
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from examples.drift.producer import samples
 from hvd_online.finished_run import open_run
+from hvd_online.layout import RunLayout
 
 
-def online_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def online_curve(layout: RunLayout) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    rows = [json.loads(line) for line in layout.metrics.read_text().splitlines()]
     rows = [r for r in rows if r["count"] and r["metric"] is not None]
     seen = np.array([r["samples_total"] for r in rows])
     accuracy = np.array([r["metric"] for r in rows])
@@ -42,7 +42,7 @@ def main() -> None:
     config, template, _ = open_run("drift report: online vs frozen", need_checkpoint=False)
     drift_at = int(config.produce.params.get("drift_at", 60000))
     angle = float(config.produce.params.get("angle_deg", 90.0))
-    seen, accuracy, flagged = online_curve(Path(config.run.dir))
+    seen, accuracy, flagged = online_curve(RunLayout.of(config))
     window = 10
     smooth = np.convolve(accuracy, np.ones(window) / window, mode="same")
     pre = accuracy[(seen <= drift_at) & (seen > drift_at * 0.75)]

@@ -30,7 +30,7 @@ def main() -> None:
     vectors = model.get_layer("input_embedding").get_weights()[0]
     clusters = int(config.produce.params.get("clusters", 8))
     size = template.vocabulary // clusters
-    print(json.dumps({"samples": checkpoint.state["samples_total"],
+    print(json.dumps({"samples": checkpoint.state.samples_total,
                       "neighbour_purity_at_5": round(neighbour_purity(vectors, size), 4),
                       "chance": round((size - 1) / (template.vocabulary - 1), 4)}))
 

@@ -1,7 +1,6 @@
 """The console in real headless Chromium during a real 2-rank run: live loss points,
 Save -> checkpoint on disk and on the page, Stop -> both ranks exit 0."""
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hvd_online.launch import horovodrun_command
+from hvd_online.layout import RunLayout
 from tests.integration.harness import REPO, wait_until, write_config
 
 pytestmark = pytest.mark.browser
@@ -34,9 +34,9 @@ def live_run(broker, topic, tmp_path):
         ranks = subprocess.Popen(horovodrun_command(2, ["train", str(config),
                                                         "--set", "train.idle_timeout_s=0"]),
                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url_file = tmp_path / "run" / "console.url"
+    layout = RunLayout(tmp_path / "run")
     try:
-        yield ranks, url_file, log_path
+        yield ranks, layout, log_path
     finally:
         for process in (ranks, producer):
             if process.poll() is None:
@@ -48,9 +48,9 @@ def live_run(broker, topic, tmp_path):
 def test_dashboard_live_save_and_stop(live_run):
     from playwright.sync_api import sync_playwright
 
-    ranks, url_file, log_path = live_run
-    url = wait_until(lambda: url_file.exists() and url_file.read_text().strip(), 120,
-                   "the console to start")
+    ranks, layout, log_path = live_run
+    url = wait_until(lambda: layout.console_url.exists() and layout.console_url.read_text().strip(),
+                     120, "the console to start")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -84,8 +84,7 @@ def test_dashboard_live_save_and_stop(live_run):
         browser.close()
 
     assert ranks.wait(timeout=120) == 0
-    summaries = [json.loads(line.split("SUMMARY ", 1)[1])
-                 for line in log_path.read_text().splitlines() if "SUMMARY " in line]
-    assert sorted(s["rank"] for s in summaries) == [0, 1]
-    assert all(s["stopped"] == "stop" for s in summaries)
+    summaries = layout.summaries()
+    assert sorted(summaries) == [0, 1]
+    assert all(s["stopped"] == "stop" for s in summaries.values())
     assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -12,11 +11,18 @@ from pathlib import Path
 
 from hvd_online.config import load_config
 from hvd_online.launch import horovodrun_command
+from hvd_online.layout import RunLayout
 from hvd_online.produce import produce
 
 REPO = Path(__file__).resolve().parents[2]
 MLP_TEMPLATE = REPO / "examples" / "mlp" / "model.py"
 GENERATORS = Path(__file__).with_name("generators.py")
+LEDGER = Path(__file__).with_name("ledger.py")
+
+
+def ledger_hook(directory: Path) -> str:
+    """The override that attaches the sample ledger (tests/integration/ledger.py) to a run."""
+    return f'train.step_hooks=[{{use = "{LEDGER}:SampleLedger", dir = "{directory}"}}]'
 
 
 def write_config(tmp_path: Path, url: str, topic: str, partitions: int = 4, extra: str = "",
@@ -59,15 +65,12 @@ def produce_from(config_path: Path, count: int) -> int:
 class RankRun:
     returncode: int
     output: str
+    layout: RunLayout
 
     @property
     def summaries(self) -> dict[int, dict]:
-        out = {}
-        for line in self.output.splitlines():
-            if "SUMMARY " in line:
-                data = json.loads(line.split("SUMMARY ", 1)[1])
-                out[data["rank"]] = data
-        return out
+        """Every rank's summary-rank-R.json of this run (a crashed rank has none)."""
+        return self.layout.summaries()
 
     def owned_partitions(self) -> dict[int, list[int]]:
         found = re.findall(r"rank (\d+)/\d+ owns partitions \[([\d, ]*)\]", self.output)
@@ -78,17 +81,23 @@ class RankRun:
                                              self.output)]
 
 
+def train_argv(config_path: Path, overrides: tuple[str, ...], ledger: Path | None) -> list[str]:
+    if ledger is not None:
+        overrides = (*overrides, ledger_hook(ledger))
+    return ["train", str(config_path), *[a for o in overrides for a in ("--set", o)]]
+
+
 def run_ranks(config_path: Path, *overrides: str, np: int = 2, timeout: float = 300,
-              env: dict[str, str] | None = None) -> RankRun:
-    argv = ["train", str(config_path), *[a for o in overrides for a in ("--set", o)]]
+              ledger: Path | None = None) -> RankRun:
+    argv = train_argv(config_path, overrides, ledger)
     cmd = horovodrun_command(np, argv)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
     output = proc.stdout + proc.stderr
     sys.stdout.write(output[-6000:])  # shown by pytest when the test fails
     runs = sorted(config_path.parent.glob("ranks-*.log"))
     (config_path.parent / f"ranks-{len(runs)}.log").write_text(output)  # whole log, to debug
-    return RankRun(proc.returncode, output)
+    return RankRun(proc.returncode, output, RunLayout.of(load_config(config_path)))
 
 
 def read_ledger(directory: Path, up_to_step: int | None = None) -> list[int]:
@@ -126,12 +135,12 @@ class Background:
 
 
 def start_ranks(config_path: Path, *overrides: str, np: int = 2, log_path: Path,
-                env: dict[str, str] | None = None) -> Background:
-    argv = ["train", str(config_path), *[a for o in overrides for a in ("--set", o)]]
+                ledger: Path | None = None) -> Background:
+    argv = train_argv(config_path, overrides, ledger)
     with open(log_path, "w") as log:
         process = subprocess.Popen(horovodrun_command(np, argv), cwd=REPO, stdout=log,
                                    stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return Background(process, log_path)
 
 

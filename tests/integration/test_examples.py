@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from hvd_online.layout import RunLayout
 from tests.integration.harness import REPO
 
 pytestmark = pytest.mark.integration
@@ -22,9 +23,9 @@ def run_example(name: str, broker, topic, tmp_path, *overrides: str) -> str:
     output = proc.stdout + proc.stderr
     sys.stdout.write(output[-4000:])
     assert proc.returncode == 0
-    summaries = [json.loads(line.split("SUMMARY ", 1)[1]) for line in output.splitlines()
-                 if "SUMMARY " in line]
-    assert len(summaries) == 2 and summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
+    summaries = RunLayout(tmp_path / "run").summaries()
+    assert sorted(summaries) == [0, 1]
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]
     return output
 
 

@@ -13,6 +13,7 @@ import pulsar
 import pytest
 
 from hvd_online.checkpoint import load_latest_checkpoint
+from hvd_online.layout import RunLayout
 from streams.broker import EmbeddedBroker, free_port
 from tests.integration.harness import (
     ledger_size,
@@ -29,9 +30,9 @@ pytestmark = pytest.mark.integration
 
 
 def newest_checkpoint_step(tmp_path: Path) -> int:
-    checkpoint = load_latest_checkpoint(tmp_path / "run" / "checkpoints")
+    checkpoint = load_latest_checkpoint(RunLayout(tmp_path / "run").checkpoints)
     assert checkpoint is not None
-    return int(checkpoint.state["step"])
+    return checkpoint.state.step
 
 
 def test_kill_9_a_rank_then_resume_trains_every_sample_exactly_once(broker, topic, tmp_path):
@@ -41,7 +42,7 @@ def test_kill_9_a_rank_then_resume_trains_every_sample_exactly_once(broker, topi
     producer = start_producer(config, m, rate=3000, log_path=tmp_path / "producer.log")
     first = tmp_path / "ledger-1"
     ranks = start_ranks(config, f"train.max_samples={m}", log_path=tmp_path / "run1.log",
-                        env={"HVD_ONLINE_LEDGER_DIR": str(first)})
+                        ledger=first)
     try:
         wait_until(lambda: ledger_size(first) > 1500, 120, "training to start")
         time.sleep(random.uniform(0.2, 1.5))
@@ -52,7 +53,7 @@ def test_kill_9_a_rank_then_resume_trains_every_sample_exactly_once(broker, topi
         ranks.stop()
     resumed_from = newest_checkpoint_step(tmp_path)
     second = tmp_path / "ledger-2"
-    run = run_ranks(config, f"train.max_samples={m}", env={"HVD_ONLINE_LEDGER_DIR": str(second)})
+    run = run_ranks(config, f"train.max_samples={m}", ledger=second)
     producer.wait(60)
     assert run.returncode == 0
     assert f"resuming from step {resumed_from}" in run.output
@@ -67,7 +68,7 @@ def test_sigterm_saves_all_ranks_exit_0_and_resume_continues(broker, topic, tmp_
     producer = start_producer(config, m, rate=3000, log_path=tmp_path / "producer.log")
     first = tmp_path / "ledger-1"
     ranks = start_ranks(config, log_path=tmp_path / "run1.log",
-                        env={"HVD_ONLINE_LEDGER_DIR": str(first)})
+                        ledger=first)
     try:
         wait_until(lambda: ledger_size(first) > 1000, 120, "training to start")
         pids = rank_pids(ranks.process)
@@ -75,11 +76,12 @@ def test_sigterm_saves_all_ranks_exit_0_and_resume_continues(broker, topic, tmp_
         assert ranks.wait(60) == 0
     finally:
         ranks.stop()
-    assert ranks.output.count('"stopped": "sigterm"') == 2
+    summaries = RunLayout(tmp_path / "run").summaries()
+    assert [s["stopped"] for s in summaries.values()] == ["sigterm", "sigterm"]
     saved = newest_checkpoint_step(tmp_path)
     assert read_ledger(first) == read_ledger(first, up_to_step=saved)  # nothing after the save
     second = tmp_path / "ledger-2"
-    run = run_ranks(config, f"train.max_samples={m}", env={"HVD_ONLINE_LEDGER_DIR": str(second)})
+    run = run_ranks(config, f"train.max_samples={m}", ledger=second)
     producer.wait(60)
     assert run.returncode == 0 and f"resuming from step {saved}" in run.output
     ids = read_ledger(first) + read_ledger(second)
@@ -95,7 +97,7 @@ def test_rescale_2_to_1_to_2_ranks_loses_and_repeats_nothing(broker, topic, tmp_
     for i, (np_, upto) in enumerate([(2, m // 3), (1, 2 * m // 3), (2, m)]):
         ledger = tmp_path / f"ledger-{i}"
         run = run_ranks(config, f"train.max_samples={upto}", np=np_,
-                        env={"HVD_ONLINE_LEDGER_DIR": str(ledger)})
+                        ledger=ledger)
         assert run.returncode == 0
         assert sorted(run.summaries) == list(range(np_))
         if np_ == 1:
@@ -112,7 +114,7 @@ def test_broker_restart_mid_run_loses_nothing(topic, tmp_path):
         producer = start_producer(config, m, rate=2000, log_path=tmp_path / "producer.log")
         ledger = tmp_path / "ledger"
         ranks = start_ranks(config, f"train.max_samples={m}", log_path=tmp_path / "run.log",
-                            env={"HVD_ONLINE_LEDGER_DIR": str(ledger)})
+                            ledger=ledger)
         try:
             wait_until(lambda: ledger_size(ledger) > 1000, 120, "training to start")
             own.stop()

@@ -15,7 +15,7 @@ def test_two_ranks_learn_each_sample_exactly_once_and_end_in_sync(broker, topic,
                           extra=f"samples_per_message = {per_message}")  # lands in [produce]
     assert produce_from(config, m) == m
     ledger = tmp_path / "ledger"
-    run = run_ranks(config, f"train.max_samples={m}", env={"HVD_ONLINE_LEDGER_DIR": str(ledger)})
+    run = run_ranks(config, f"train.max_samples={m}", ledger=ledger)
     assert run.returncode == 0
 
     owned = run.owned_partitions()
@@ -45,7 +45,7 @@ def test_idle_partitions_and_an_idle_rank_never_block_training(broker, topic, tm
     assert produce_from(config, m) == m
     ledger = tmp_path / "ledger"
     run = run_ranks(config, f"train.max_samples={m}", timeout=240,
-                    env={"HVD_ONLINE_LEDGER_DIR": str(ledger)})
+                    ledger=ledger)
     assert run.returncode == 0
     summaries = run.summaries
     assert summaries[0]["samples_total"] == summaries[1]["samples_total"] == m

@@ -6,8 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from console.app import VENDOR_FILES, create_app
+from console.app import create_app
 from console.predictor import Predictor
+from console.routes import VENDOR_FILES
 from console.state import ConsoleState
 from hvd_online.reports import StepReport
 from streams.schema import Schema
@@ -37,13 +38,14 @@ def console(model):
     state = ConsoleState({"train": {"learning_rate": 0.1}})
     predictor = Predictor(model, SCHEMA, max_batch=8)
     requests: list[str] = []
-    app, socketio = create_app(state, predictor, requests.append, TOKEN, model_name="mlp")
-    app.testing = True
-    return state, predictor, requests, app, socketio
+    console = create_app(state, predictor, requests.append, TOKEN, model_name="mlp")
+    console.app.testing = True
+    return state, predictor, requests, console.app, console
 
 
 def test_page_opened_mid_run_gets_history_then_live_updates(console):
-    state, _, _, app, socketio = console
+    state, _, _, app, live_console = console
+    socketio = live_console.socketio
     for step in (1, 2, 3):
         state.push(report(step))
     client = socketio.test_client(app)
@@ -55,7 +57,7 @@ def test_page_opened_mid_run_gets_history_then_live_updates(console):
     assert history["config"] == {"train": {"learning_rate": 0.1}}
 
     state.push(report(4, checkpoint="/runs/x/ckpt-4"))
-    app.extensions["hvd_online"]["emit_pending"]()
+    live_console.emit_pending()
     live = client.get_received()
     assert [e["name"] for e in live] == ["reports"]
     batch = live[0]["args"][0]

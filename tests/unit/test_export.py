@@ -5,6 +5,7 @@ import numpy as np
 from hvd_online.checkpoint import save_checkpoint
 from hvd_online.config import load_config_text
 from hvd_online.export import export_model
+from hvd_online.run_state import RunState
 from hvd_online.template import build_model, load_template
 from tests.integration.harness import MLP_TEMPLATE
 
@@ -16,7 +17,7 @@ def test_export_then_start_from_pretrained(tmp_path):
     template = load_template(config.model.template, config.model.params)
     weights = [np.random.default_rng(i).normal(size=w.shape).astype("f4")
                for i, w in enumerate(template.build_model().get_weights())]
-    save_checkpoint(tmp_path / "checkpoints", 5, weights, [], {"samples_total": 0})
+    save_checkpoint(tmp_path / "checkpoints", weights, [], RunState(step=5))
     out = export_model(config, tmp_path / "model.keras")
     restored = build_model(template, pretrained=str(out))
     for got, want in zip(restored.get_weights(), weights, strict=True):

@@ -13,9 +13,8 @@ from hvd_online.control import Controls
 from hvd_online.template import ModelTemplate
 from hvd_online.trainer import OnlineTrainer
 from streams.codecs import RecordCodec
-from streams.dead_letter import CountingSink
 from streams.schema import Schema
-from streams.source import TestingSource
+from streams.testing import CountingSink, TestingSource
 
 
 class Linear(ModelTemplate):
@@ -94,7 +93,7 @@ def test_stop_request_saves_a_checkpoint_and_stops(world, tmp_path):
     assert reports[-1].step == 6 and reports[-1].stopped == "stop"
     assert reports[-1].checkpoint and Path(reports[-1].checkpoint).is_dir()
     # a checkpoint acknowledges exactly what it covers
-    assert source.acked == [6 * 32 - 1]
+    assert source.committed == [str(6 * 32 - 1)]
 
 
 def test_idle_timeout_ends_the_run(world, tmp_path):

@@ -3,7 +3,7 @@ import threading
 import pytest
 
 from streams.errors import StreamsError
-from streams.source import TestingSource
+from streams.testing import TestingSource
 from streams.window import BatchWindow
 
 
