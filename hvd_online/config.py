@@ -122,6 +122,31 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class JoinConfig:
+    """Raw event streams: events on one topic need a prediction now; their labels come later
+    on another (see streams/join.py). Off while `events_topic` is empty."""
+
+    #: events (key, features, optional event time): predicted on arrival, then joined
+    events_topic: str = ""
+    #: labels (key, label, optional label time), keyed and partitioned like the events
+    labels_topic: str = ""
+    #: "record" or "json", per topic
+    events_codec: str = "record"
+    labels_codec: str = "record"
+    #: how long an event waits for its label (event time)
+    window_s: float = 10.0
+    #: how far out of order an input may be; the watermark trails the slower input by this
+    lateness_s: float = 1.0
+    #: an input quiet for this long no longer holds the watermark back
+    idle_s: float = 5.0
+    #: "label": an expired event trains with `expiry_label`; "drop": it is not trained
+    on_expiry: str = "label"
+    expiry_label: float = 0.0
+    #: events waiting at most, per partition; beyond it the oldest expire early (counted)
+    max_pending: int = 100_000
+
+
+@dataclass(frozen=True)
 class ProduceConfig:
     """What `hvd-online produce` / `hvd-online run` publish (examples use this)."""
 
@@ -147,6 +172,7 @@ class Config:
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    join: JoinConfig = field(default_factory=JoinConfig)
     produce: ProduceConfig = field(default_factory=ProduceConfig)
 
 

@@ -29,6 +29,11 @@ class StepReport:
     rejected_total: int = 0
     duplicates_total: int = 0
     skipped_steps: int = 0
+    #: raw event streams ([join]): loss/metric of the predictions made at the events' arrival,
+    #: scored now that their labels came (NaN if none this step), and the join's figures
+    delayed_loss: float = math.nan
+    delayed_metric: float = math.nan
+    join: dict[str, float] | None = None
     #: the drift detector flagged this step
     drift: bool = False
     #: set on the step where a checkpoint was written
@@ -39,7 +44,7 @@ class StepReport:
     def as_json(self) -> dict[str, Any]:
         """JSON-safe (NaN becomes None)."""
         data = asdict(self)
-        for key in ("loss", "metric"):
+        for key in ("loss", "metric", "delayed_loss", "delayed_metric"):
             if isinstance(data[key], float) and not math.isfinite(data[key]):
                 data[key] = None
         return data

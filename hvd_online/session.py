@@ -1,5 +1,6 @@
 """What one rank reads from: the broker connection, its partition sources (built from the
-resume state), and the dead-letter sink. `hvd-online train` opens them with `open_inputs`."""
+resume state), dead-letter sinks and, for raw event streams, the predictions topic.
+`hvd-online train` opens them with `open_inputs`."""
 
 from __future__ import annotations
 
@@ -9,17 +10,26 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
+import pulsar
+
 from hvd_online import distributed
 from hvd_online.checkpoint import Resume, load_latest_checkpoint
 from hvd_online.config import Config
 from hvd_online.control import Controls, Flag
 from hvd_online.distributed import World
+from hvd_online.errors import ConfigError
+from hvd_online.inputs import LabelledInput, StepInput
+from hvd_online.joined_input import JoinedInput
 from hvd_online.layout import RunLayout
+from hvd_online.template import ModelTemplate
 from streams.assignment import partitions_for_rank
 from streams.broker import EmbeddedBroker
 from streams.client import connect
+from streams.codecs import make_codec
 from streams.dead_letter import DeadLetterSink
+from streams.predictions import PredictionSink
 from streams.pulsar_source import PulsarPartitionSource
+from streams.schema import Fields
 from streams.topics import count_partitions
 
 log = logging.getLogger(__name__)
@@ -63,38 +73,83 @@ def broker_url(config: Config, world: World, layout: RunLayout) -> Iterator[str]
 
 @dataclass(frozen=True)
 class RankInputs:
-    sources: list[PulsarPartitionSource]
+    step_input: StepInput
     #: partitions of the topic (all ranks together)
     partitions: int
-    dead_letters: DeadLetterSink
 
 
 @contextmanager
-def open_inputs(config: Config, world: World, layout: RunLayout,
+def open_inputs(config: Config, world: World, layout: RunLayout, template: ModelTemplate,
                 resume: Resume | None) -> Iterator[RankInputs]:
-    """This rank's partition sources, each built from its snapshot in `resume`."""
+    """This rank's input: its partition sources (each built from its snapshot in `resume`),
+    dead-letter sinks and, for raw event streams, the predictions topic."""
     snapshots = resume.state.sources if resume else {}
+    rewind = bool(resume and resume.rewind)
+    join = config.join
     with ExitStack() as stack:
         url = stack.enter_context(broker_url(config, world, layout))
         client = connect(url, **config.stream.client_options)
         stack.callback(client.close)
-        partitions = count_partitions(client, config.stream.topic, config.stream.partitions)
+        topics = [join.events_topic, join.labels_topic] if join.events_topic else [
+            config.stream.topic]
+        partitions = _partition_count(client, topics, config.stream.partitions)
         owned = partitions_for_rank(partitions, world.rank, world.size)
         log.info("rank %d/%d owns partitions %s of %s", world.rank, world.size, owned,
-                 config.stream.topic)
-        sources = []
-        for p in owned:
-            source = PulsarPartitionSource(
-                client, config.stream.topic, p, config.stream.subscription,
-                resume_state=snapshots.get(PulsarPartitionSource.key_for(config.stream.topic,
-                                                                         p)),
-                rewind=bool(resume and resume.rewind),
-                consumer_options=config.stream.consumer_options)
-            stack.callback(source.close)
-            sources.append(source)
-        dead_letters = DeadLetterSink(client, config.stream.topic)
-        stack.callback(dead_letters.close)
-        yield RankInputs(sources, partitions, dead_letters)
+                 " and ".join(topics))
+
+        def sources(topic: str) -> list[PulsarPartitionSource]:
+            made = []
+            for p in owned:
+                source = PulsarPartitionSource(
+                    client, topic, p, config.stream.subscription,
+                    resume_state=snapshots.get(PulsarPartitionSource.key_for(topic, p)),
+                    rewind=rewind, consumer_options=config.stream.consumer_options)
+                stack.callback(source.close)
+                made.append(source)
+            return made
+
+        def dead_letters(topic: str) -> DeadLetterSink:
+            sink = DeadLetterSink(client, topic)
+            stack.callback(sink.close)
+            return sink
+
+        window = config.window
+        step_input: StepInput
+        if join.events_topic:
+            if not join.labels_topic:
+                msg = "join.events_topic is set but join.labels_topic is empty"
+                raise ConfigError(msg)
+            predictions = PredictionSink(client, join.events_topic)
+            stack.callback(predictions.close)
+            step_input = JoinedInput(
+                join, template, sources(join.events_topic), sources(join.labels_topic),
+                (make_codec(join.events_codec, _schema(template.event_schema)),
+                 make_codec(join.labels_codec, _schema(template.label_schema))),
+                (dead_letters(join.events_topic), dead_letters(join.labels_topic)),
+                predictions, window.batch_size, window.max_wait_ms / 1000)
+        else:
+            step_input = LabelledInput(
+                sources(config.stream.topic), make_codec(config.stream.codec, template.schema),
+                dead_letters(config.stream.topic), window.batch_size, window.max_wait_ms / 1000)
+        yield RankInputs(step_input, partitions)
+
+
+def _schema(schema: Fields | None) -> Fields:
+    if schema is None:
+        msg = "[join] needs the template's event_schema and label_schema"
+        raise ConfigError(msg)
+    return schema
+
+
+def _partition_count(client: pulsar.Client, topics: list[str], configured: int) -> int:
+    """Every topic of a job has the same partitions (events and labels are co-partitioned:
+    partition p of both is joined on one rank)."""
+    counts = {topic: count_partitions(client, topic, configured) for topic in topics}
+    if len(set(counts.values())) > 1:
+        msg = (f"the topics must have the same number of partitions (key % P routes both): "
+               f"{counts}")
+        raise ConfigError(msg)
+    return counts[topics[0]]
 
 
 def install_signal_handlers(controls: Controls) -> None:

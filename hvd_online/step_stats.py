@@ -5,23 +5,24 @@ reach every rank at the same step boundary without a side channel. Per-rank and
 per-partition values are "gathered" by summing vectors in which each rank fills its own slots.
 `report_fields` turns the summed vector straight into `StepReport` fields.
 
->>> layout = StatsLayout(world_size=2, partitions=4)
+>>> layout = StatsLayout(world_size=2, partitions=4, counters=("joined",))
 >>> local = layout.local(rank=1, flags={Flag.SAVE}, step_time_s=0.5, fill=0.25,
-...                      partitions={1: (10, 40), 3: (7, 0)}, rejected=2, duplicates=0)
+...                      partitions={1: (10, 40), 3: (7, 0)}, rejected=2, duplicates=0,
+...                      sums={"joined": 5})
 >>> summed = np.concatenate([[1.0, 0.5, 8.0], local])
 >>> layout.count(summed), layout.flags(summed)
 (8, {<Flag.SAVE: 'save'>})
 >>> fields = layout.report_fields(summed)
 >>> fields["loss"], fields["rank_step_time_s"], fields["partition_backlog"]
 (0.125, [0.0, 0.5], [0, 10, 0, 7])
->>> fields["partition_lag_ms"], fields["rejected_total"]
-([0, 40, 0, 0], 2)
+>>> fields["partition_lag_ms"], fields["rejected_total"], layout.sums(summed)
+([0, 40, 0, 0], 2, {'joined': 5.0})
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -34,14 +35,17 @@ FLAGS = tuple(Flag)
 class StatsLayout:
     HEAD = 3  # loss_sum, metric_sum, count: computed inside the step, before `local`
 
-    def __init__(self, world_size: int, partitions: int) -> None:
+    def __init__(self, world_size: int, partitions: int, counters: Sequence[str] = ()) -> None:
         self.world_size = world_size
         self.partitions = partitions
-        self.length = len(FLAGS) + 2 + 2 * world_size + 2 * partitions
+        #: named sums the step's input adds (e.g. the join's), after the per-partition slots
+        self.counters = tuple(counters)
+        self._counters_at = len(FLAGS) + 2 + 2 * world_size + 2 * partitions
+        self.length = self._counters_at + len(self.counters)
 
     def local(self, rank: int, flags: Set[Flag], step_time_s: float, fill: float,
               partitions: Mapping[int, tuple[int, int]], rejected: int,
-              duplicates: int) -> np.ndarray:
+              duplicates: int, sums: Mapping[str, float] | None = None) -> np.ndarray:
         """`partitions`: {partition: (messages waiting, age of the oldest in ms)}."""
         v = np.zeros(self.length, dtype=np.float32)
         for i, flag in enumerate(FLAGS):
@@ -55,6 +59,8 @@ class StatsLayout:
         for partition, (waiting, lag_ms) in partitions.items():
             v[base + partition] = waiting
             v[base + self.partitions + partition] = lag_ms
+        for i, name in enumerate(self.counters):
+            v[self._counters_at + i] = (sums or {})[name]
         return v
 
     def count(self, summed: np.ndarray) -> int:
@@ -71,7 +77,7 @@ class StatsLayout:
         n, w, p = len(FLAGS), self.world_size, self.partitions
         rest = summed[self.HEAD :]
         per_rank = rest[n + 2 : n + 2 + 2 * w]
-        per_partition = rest[n + 2 + 2 * w :]
+        per_partition = rest[n + 2 + 2 * w : n + 2 + 2 * w + 2 * p]
         count = self.count(summed)
         return {
             "count": count,
@@ -84,3 +90,8 @@ class StatsLayout:
             "partition_backlog": [int(round(b)) for b in per_partition[:p]],
             "partition_lag_ms": [int(round(b)) for b in per_partition[p:]],
         }
+
+    def sums(self, summed: np.ndarray) -> dict[str, float]:
+        """The named sums, over all ranks."""
+        at = self.HEAD + self._counters_at
+        return {name: float(summed[at + i]) for i, name in enumerate(self.counters)}

@@ -29,11 +29,12 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from hvd_online.errors import TemplateError
 from hvd_online.loading import load_object
-from streams.schema import Schema
+from streams.schema import EventSchema, LabelSchema, Schema
 
 
 def _squeeze_last(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
@@ -87,9 +88,16 @@ PER_SAMPLE: dict[str, Callable[[Any, Any], Any]] = {
 
 
 class ModelTemplate:
-    """Subclass this. Override `build_model`; set `schema`, `loss`, `metric`."""
+    """Subclass this. Override `build_model`; set `schema`, `loss`, `metric`.
+
+    For raw event streams (`[join]`) also set `event_schema` and `label_schema`: events carry
+    the training schema's key and features fields (same names and types), labels its key and
+    label fields; the trainer joins them into `schema` samples.
+    """
 
     schema: Schema
+    event_schema: EventSchema | None = None
+    label_schema: LabelSchema | None = None
     #: name from PER_SAMPLE, or override `per_sample_loss`
     loss: str = "mse"
     #: name from PER_SAMPLE, or override `per_sample_metric`
@@ -106,6 +114,11 @@ class ModelTemplate:
 
     def per_sample_metric(self, y_true: Any, y_pred: Any) -> Any:
         return PER_SAMPLE[self.metric](y_true, y_pred)
+
+    def prediction(self, outputs: np.ndarray) -> np.ndarray:
+        """What the predictions topic carries for the model's outputs (e.g. a sigmoid of a
+        logit); the raw outputs by default."""
+        return outputs
 
 
 def load_template(spec: str, params: dict[str, Any]) -> ModelTemplate:

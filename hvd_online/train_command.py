@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import resource
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -109,8 +110,9 @@ def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
         "stopped": last.stopped if last else None,
         "elapsed_s": round(last.elapsed_s, 2) if last else 0.0,
         "checkpoint": last.checkpoint if last else None,
-        "rejected": dict(inputs.dead_letters.counts),
-        "partitions": {s.partition: s.stats() for s in inputs.sources},
+        "rejected": dict(sum((Counter(d.counts) for d in inputs.step_input.dead_letters),
+                             Counter())),
+        "partitions": {s.key: s.stats() for s in inputs.step_input.sources},
         "freshness": trainer.freshness.summary(),
         "weights_sha256": weights_digest(trainer.model),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -127,10 +129,9 @@ def train_command(config: Config) -> int:
         layout.clear_summaries()  # a crashed rank, or a smaller world, leaves none behind
     resume = read_resume(layout, world)
     with ExitStack() as stack:
-        inputs = stack.enter_context(open_inputs(config, world, layout, resume))
-        trainer = OnlineTrainer(config, template, world, inputs.sources, inputs.partitions,
-                                inputs.dead_letters, controls,
-                                load_step_hooks(config, world, template), resume)
+        inputs = stack.enter_context(open_inputs(config, world, layout, template, resume))
+        trainer = OnlineTrainer(config, template, world, inputs.step_input, inputs.partitions,
+                                controls, load_step_hooks(config, world, template), resume)
         consumers = stack.enter_context(report_consumers(config, world, layout, template,
                                                          controls, trainer))
         last = None

@@ -1,7 +1,8 @@
 """The online training loop, one rank's view. Read top to bottom:
 
-    window of records -> decode (bad ones to the dead-letter topic) -> synchronised
-    prequential step -> act on the step's global flags (save / stop) -> yield a StepReport
+    the input's batch (a window of decoded samples, or joined events and labels) ->
+    synchronised prequential step -> act on the step's global flags (save / stop)
+    -> yield a StepReport
 
 The loop is a generator: one loop in `train_command` hands each report to the printer, the
 metrics log and the console. Messages are acknowledged only once a checkpoint that includes
@@ -29,15 +30,12 @@ from hvd_online.distributed import SyncStep, World
 from hvd_online.drift import PageHinkley
 from hvd_online.errors import ConfigError
 from hvd_online.freshness import FreshnessHistogram
+from hvd_online.inputs import Batch, StepInput
 from hvd_online.layout import RunLayout
 from hvd_online.reports import StepReport
 from hvd_online.run_state import RunState, Stateful
 from hvd_online.step_stats import StatsLayout
 from hvd_online.template import ModelTemplate, build_model
-from streams.codecs import make_codec
-from streams.dead_letter import DeadLetters
-from streams.source import PartitionSource, Record
-from streams.window import BatchWindow
 
 RATE_WINDOW_STEPS = 50
 log = logging.getLogger(__name__)
@@ -67,24 +65,25 @@ def _make_detector(config: Config) -> PageHinkley | None:
 
 class OnlineTrainer:
     def __init__(self, config: Config, template: ModelTemplate, world: World,
-                 sources: Sequence[PartitionSource], partitions: int,
-                 dead_letters: DeadLetters, controls: Controls | None = None,
+                 step_input: StepInput, partitions: int, controls: Controls | None = None,
                  step_hooks: Sequence[StepHook] = (), resume: Resume | None = None) -> None:
         self.config = config
         self.template = template
         self.world = world
-        self.sources = list(sources)
-        self.dead_letters = dead_letters
+        self.input = step_input
+        self.sources = step_input.sources
         self.controls = controls or Controls()
         self.step_hooks = list(step_hooks)
-        self.layout = StatsLayout(world.size, partitions)
+        self.layout = StatsLayout(world.size, partitions, step_input.counters)
         self.checkpoint_root = RunLayout.of(config).checkpoints
         keras.utils.set_random_seed(config.train.seed)
         self.model = build_model(template, config.model.pretrained)
         self.optimizer = template.make_optimizer(config.train.learning_rate)
         self.drift = _make_detector(config)
         #: operators whose state a checkpoint carries, by key
-        self.operators: dict[str, Stateful] = {"drift": self.drift} if self.drift else {}
+        self.operators: dict[str, Stateful] = dict(step_input.operators)
+        if self.drift:
+            self.operators["drift"] = self.drift
         state = resume.state if resume else RunState()
         self.step = state.step
         self.samples_total = state.samples_total
@@ -100,30 +99,24 @@ class OnlineTrainer:
                 variable.assign(value)
         distributed.broadcast_initial_state(self.model, self.optimizer)
         schema = template.schema
-        self.codec = make_codec(config.stream.codec, schema)
         self.sync_step = SyncStep(
             self.model, self.optimizer, template.per_sample_loss, template.per_sample_metric,
             tf.TensorSpec((None, *schema.feature_shape), schema.dtype[schema.features].base),
             tf.TensorSpec((None, *schema.label_shape), schema.dtype[schema.label].base),
             self.layout.length, world.size,
         )
-        self.window = BatchWindow(self.sources, config.window.batch_size,
-                                  config.window.max_wait_ms / 1000,
-                                  size_of=self.codec.count_samples)
+        model = self.model
+
+        @tf.function(reduce_retracing=True)
+        def forward(x: tf.Tensor) -> tf.Tensor:
+            return model(x, training=False)
+
+        #: the live weights' predictions, on the training thread (raw event streams)
+        self.predict = lambda x: forward(x).numpy()
         #: publish -> applied latency of this rank's trained samples
         self.freshness = FreshnessHistogram()
 
     # -- one step ---------------------------------------------------------------------------
-
-    def _decode(self, records: list[Record]) -> tuple[np.ndarray, list[Record]]:
-        """Rows to train on, and the records they came from (rejected ones go to the DLQ)."""
-        rows, rejected = self.codec.decode([r.payload for r in records])
-        for item in rejected:
-            self.dead_letters.send(records[item.index], item)
-        if rejected:
-            dropped = {item.index for item in rejected}
-            return rows, [r for i, r in enumerate(records) if i not in dropped]
-        return rows, records
 
     def _local_flags(self, last_save: float, idle_since: float) -> set[Flag]:
         flags = self.controls.take()
@@ -179,19 +172,21 @@ class OnlineTrainer:
         first_step = True
         while True:
             t0 = time.monotonic()
-            records = self.window.collect()
-            rows, accepted = self._decode(records)
+            batch = self.input.take(self.step, self.predict)
+            rows = batch.rows
             local = self.layout.local(
                 self.world.rank, self._local_flags(last_save, idle_since), last_step_time,
-                last_fill, self._partition_state(), self.dead_letters.total, self._duplicates())
+                last_fill, self._partition_state(), self._rejected(), self._duplicates(),
+                batch.sums)
             x = np.ascontiguousarray(rows[schema.features])
             y = np.ascontiguousarray(rows[schema.label])
             summed, applied, _finite = self.sync_step(x, y, local)
             fields = self.layout.report_fields(summed)
+            fields.update(self.input.report_fields(self.layout.sums(summed)))
             self.step += 1
             if applied:
                 self.samples_total += fields["count"]
-                self._record_freshness(accepted)
+                self._record_freshness(batch)
                 for hook in self.step_hooks:
                     hook(self.step, rows)
             elif fields["count"]:
@@ -220,14 +215,9 @@ class OnlineTrainer:
             if stopped:
                 return
 
-    def _record_freshness(self, records: list[Record]) -> None:
-        if not records:
-            return
-        now_ms = time.time() * 1000
-        latency = np.fromiter((now_ms - r.publish_ms for r in records), np.float64, len(records))
-        samples = np.fromiter((self.codec.count_samples(r.payload) for r in records), np.int64,
-                              len(records))
-        self.freshness.add(latency, samples)
+    def _record_freshness(self, batch: Batch) -> None:
+        if len(batch.sizes):
+            self.freshness.add(time.time() * 1000 - batch.published_ms, batch.sizes)
 
     def _recent_rate(self) -> float:
         """Samples/s over the last RATE_WINDOW_STEPS steps (a rate that follows the stream)."""
@@ -236,7 +226,16 @@ class OnlineTrainer:
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
     def _partition_state(self) -> dict[int, tuple[int, int]]:
-        return {s.partition: (s.backlog(), s.lag_ms()) for s in self.sources}
+        """{partition: (records waiting, age of the oldest ms)}, over its sources (a raw
+        event stream has two per partition: events and labels)."""
+        state: dict[int, tuple[int, int]] = {}
+        for source in self.sources:
+            waiting, lag = state.get(source.partition, (0, 0))
+            state[source.partition] = (waiting + source.backlog(), max(lag, source.lag_ms()))
+        return state
 
     def _duplicates(self) -> int:
         return sum(s.stats().get("duplicates", 0) for s in self.sources)
+
+    def _rejected(self) -> int:
+        return sum(sink.total for sink in self.input.dead_letters)

@@ -31,7 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from streams.errors import CodecError
-from streams.schema import Schema
+from streams.schema import Fields
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Rejected:
 
 
 class Codec(Protocol):
-    schema: Schema
+    schema: Fields
 
     def encode_many(self, rows: np.ndarray, per_message: int = 1) -> list[bytes]: ...
 
@@ -54,7 +54,7 @@ class Codec(Protocol):
     def decode(self, payloads: Sequence[bytes]) -> tuple[np.ndarray, list[Rejected]]: ...
 
 
-def _reject_nonfinite(schema: Schema, rows: np.ndarray) -> np.ndarray:
+def _reject_nonfinite(schema: Fields, rows: np.ndarray) -> np.ndarray:
     """Boolean mask of rows whose float fields are all finite (vectorised, no Python loop)."""
     ok = np.ones(len(rows), dtype=bool)
     if not len(rows):
@@ -65,7 +65,7 @@ def _reject_nonfinite(schema: Schema, rows: np.ndarray) -> np.ndarray:
     return ok
 
 
-def _split_nonfinite(schema: Schema, rows: np.ndarray, owner: np.ndarray,
+def _split_nonfinite(schema: Fields, rows: np.ndarray, owner: np.ndarray,
                      rejected: list[Rejected]) -> np.ndarray:
     """Drop every row of a payload that has a non-finite row (`owner[i]` is row i's payload):
     the payload goes to the dead-letter topic whole, so none of its samples is lost."""
@@ -85,7 +85,7 @@ class RecordCodec:
     message is a length check, not per-field Python work.
     """
 
-    def __init__(self, schema: Schema) -> None:
+    def __init__(self, schema: Fields) -> None:
         if schema.dtype.itemsize == 0:
             msg = "record schema has no fields"
             raise CodecError(msg)
@@ -127,7 +127,7 @@ class RecordCodec:
 class JsonCodec:
     """One JSON object per payload, with a key per schema field (arrays as nested lists)."""
 
-    def __init__(self, schema: Schema) -> None:
+    def __init__(self, schema: Fields) -> None:
         self.schema = schema
         self.names = schema.dtype.names or ()
 
@@ -182,7 +182,7 @@ class JsonCodec:
         return _split_nonfinite(self.schema, rows, owner, rejected), rejected
 
 
-def make_codec(name: str, schema: Schema) -> Codec:
+def make_codec(name: str, schema: Fields) -> Codec:
     codecs: dict[str, type] = {"record": RecordCodec, "json": JsonCodec}
     if name not in codecs:
         msg = f"unknown codec {name!r}: use one of {sorted(codecs)}"

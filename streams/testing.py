@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from streams.codecs import Rejected
@@ -89,6 +89,19 @@ class CountingSink:
     @property
     def total(self) -> int:
         return len(self.records)
+
+    def close(self) -> None:
+        pass
+
+
+class ListSink:
+    """Keeps published predictions in memory (the `PredictionSink` double)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[int, bytes]] = []
+
+    def publish(self, keys: Sequence[int], payloads: Sequence[bytes]) -> None:
+        self.messages.extend(zip((int(k) for k in keys), payloads, strict=True))
 
     def close(self) -> None:
         pass

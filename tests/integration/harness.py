@@ -20,9 +20,11 @@ GENERATORS = Path(__file__).with_name("generators.py")
 LEDGER = Path(__file__).with_name("ledger.py")
 
 
-def ledger_hook(directory: Path) -> str:
+def ledger_hook(directory: Path, labels: bool = False) -> str:
     """The override that attaches the sample ledger (tests/integration/ledger.py) to a run."""
-    return f'train.step_hooks=[{{use = "{LEDGER}:SampleLedger", dir = "{directory}"}}]'
+    flag = "true" if labels else "false"
+    return (f'train.step_hooks=[{{use = "{LEDGER}:SampleLedger", dir = "{directory}", '
+            f'labels = {flag}}}]')
 
 
 def write_config(tmp_path: Path, url: str, topic: str, partitions: int = 4, extra: str = "",
@@ -81,15 +83,16 @@ class RankRun:
                                              self.output)]
 
 
-def train_argv(config_path: Path, overrides: tuple[str, ...], ledger: Path | None) -> list[str]:
+def train_argv(config_path: Path, overrides: tuple[str, ...], ledger: Path | None,
+               labels: bool = False) -> list[str]:
     if ledger is not None:
-        overrides = (*overrides, ledger_hook(ledger))
+        overrides = (*overrides, ledger_hook(ledger, labels))
     return ["train", str(config_path), *[a for o in overrides for a in ("--set", o)]]
 
 
 def run_ranks(config_path: Path, *overrides: str, np: int = 2, timeout: float = 300,
-              ledger: Path | None = None) -> RankRun:
-    argv = train_argv(config_path, overrides, ledger)
+              ledger: Path | None = None, ledger_labels: bool = False) -> RankRun:
+    argv = train_argv(config_path, overrides, ledger, ledger_labels)
     cmd = horovodrun_command(np, argv)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -103,15 +106,19 @@ def run_ranks(config_path: Path, *overrides: str, np: int = 2, timeout: float = 
 def read_ledger(directory: Path, up_to_step: int | None = None) -> list[int]:
     """Ids trained in one run; with `up_to_step`, only those a later resume kept (the steps
     after the checkpoint it resumed from were rolled back with the model)."""
-    ids: list[int] = []
+    return [key for key, _ in read_labelled_ledger(directory, up_to_step)]
+
+
+def read_labelled_ledger(directory: Path, up_to_step: int | None = None
+                         ) -> list[tuple[int, float | None]]:
+    """(id, label or None) of every trained sample, as `read_ledger`."""
+    out: list[tuple[int, float | None]] = []
     for file in sorted(directory.glob("rank-*.ids")):
-        for line in file.read_text().splitlines():
-            if len(line.split()) != 2:  # the last line of a rank killed mid-write
-                continue
-            step, sample = line.split()
-            if up_to_step is None or int(step) <= up_to_step:
-                ids.append(int(sample))
-    return ids
+        for line in file.read_text().split("\n")[:-1]:  # not a line cut by kill -9
+            parts = line.split()
+            if up_to_step is None or int(parts[0]) <= up_to_step:
+                out.append((int(parts[1]), float(parts[2]) if len(parts) == 3 else None))
+    return out
 
 
 @dataclass
@@ -135,8 +142,8 @@ class Background:
 
 
 def start_ranks(config_path: Path, *overrides: str, np: int = 2, log_path: Path,
-                ledger: Path | None = None) -> Background:
-    argv = train_argv(config_path, overrides, ledger)
+                ledger: Path | None = None, ledger_labels: bool = False) -> Background:
+    argv = train_argv(config_path, overrides, ledger, ledger_labels)
     with open(log_path, "w") as log:
         process = subprocess.Popen(horovodrun_command(np, argv), cwd=REPO, stdout=log,
                                    stderr=subprocess.STDOUT,

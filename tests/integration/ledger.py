@@ -1,7 +1,8 @@
 """The sample ledger the exactly-once tests read: a step hook attached by name from config
 (`train.step_hooks = [{use = ".../ledger.py:SampleLedger", dir = "..."}]`).
 
-Each rank appends to `DIR/rank-R.ids` one line "STEP KEY" per sample of every applied update,
+Each rank appends to `DIR/rank-R.ids` one line "STEP KEY" (with `labels = true`: "STEP KEY
+LABEL") per sample of every applied update,
 flushed within the step and before any checkpoint of it, so a rank killed with -9 leaves a
 ledger complete up to its last applied step. Steps after the checkpoint a run resumes from
 were rolled back with the model, so readers drop them (`harness.read_ledger`).
@@ -17,16 +18,22 @@ from streams.schema import Schema
 
 
 class SampleLedger:
-    def __init__(self, rank: int, schema: Schema, dir: str) -> None:
+    def __init__(self, rank: int, schema: Schema, dir: str, labels: bool = False) -> None:
         if schema.key is None:
             msg = "the sample ledger needs a schema with a key field"
             raise ValueError(msg)
         directory = Path(dir)
         directory.mkdir(parents=True, exist_ok=True)
         self.key_field = schema.key
+        self.label_field = schema.label if labels else None
         self._file = open(directory / f"rank-{rank}.ids", "a")  # noqa: SIM115 - lives with run
 
     def __call__(self, step: int, rows: np.ndarray) -> None:
         keys = rows[self.key_field].tolist()
-        self._file.write("".join(f"{step} {k}\n" for k in keys))
+        if self.label_field is None:
+            self._file.write("".join(f"{step} {k}\n" for k in keys))
+        else:
+            labels = rows[self.label_field].tolist()
+            self._file.write("".join(f"{step} {k} {y:g}\n"
+                                     for k, y in zip(keys, labels, strict=True)))
         self._file.flush()

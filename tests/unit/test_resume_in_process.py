@@ -12,9 +12,11 @@ from hvd_online.config import load_config_text
 from hvd_online.control import Controls
 from hvd_online.distributed import World
 from hvd_online.errors import ConfigError
+from hvd_online.inputs import LabelledInput
 from hvd_online.layout import RunLayout
 from hvd_online.train_command import load_step_hooks
 from hvd_online.trainer import OnlineTrainer
+from streams.codecs import RecordCodec
 from streams.testing import CountingSink, TestingSource
 from tests.integration.harness import LEDGER
 from tests.unit.test_trainer_in_process import Linear, payloads
@@ -39,8 +41,9 @@ def trainer_for(config, world: World, data: list[bytes], resume: Resume | None, 
                for p in (0, 1)]
     template = Linear()
     hooks = load_step_hooks(config, world, template)
-    return OnlineTrainer(config, template, world, sources, 2, CountingSink(), controls,
-                         hooks, resume), sources
+    step_input = LabelledInput(sources, RecordCodec(template.schema), CountingSink(), 32, 0.005)
+    return OnlineTrainer(config, template, world, step_input, 2, controls, hooks,
+                         resume), sources
 
 
 def ledger_keys(ledger: Path, up_to_step: int | None = None) -> list[int]:

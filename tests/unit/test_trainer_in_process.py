@@ -10,6 +10,7 @@ import pytest
 from hvd_online import distributed
 from hvd_online.config import load_config_text
 from hvd_online.control import Controls
+from hvd_online.inputs import LabelledInput
 from hvd_online.template import ModelTemplate
 from hvd_online.trainer import OnlineTrainer
 from streams.codecs import RecordCodec
@@ -48,7 +49,9 @@ def make_trainer(world, tmp_path: Path, sources, overrides=(), controls=None, ho
         '[stream]\ntopic = "t"\npartitions = 2\n[window]\nbatch_size = 32\nmax_wait_ms = 5\n'
         '[train]\nlearning_rate = 0.05\n', [f'run.dir="{tmp_path}"', *overrides])
     sink = CountingSink()
-    trainer = OnlineTrainer(config, Linear(), world, sources, 2, sink, controls, hooks)
+    template = Linear()
+    step_input = LabelledInput(sources, RecordCodec(template.schema), sink, 32, 0.005)
+    trainer = OnlineTrainer(config, template, world, step_input, 2, controls, hooks)
     return trainer, sink
 
 

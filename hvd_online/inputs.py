@@ -1,0 +1,95 @@
+"""What a step trains on. The trainer asks its input for a `Batch` once per step; the input
+owns its sources and any stateful operators (their snapshots go into checkpoints).
+
+- `LabelledInput`: pre-labelled samples on one topic (a count/time window, decode, dead
+  letters).
+- `JoinedInput` (hvd_online/joined_input.py): raw events predicted on arrival and joined with
+  labels that come later on another topic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from hvd_online.run_state import Stateful
+from streams.codecs import Codec
+from streams.dead_letter import DeadLetters
+from streams.source import PartitionSource, Record
+from streams.window import BatchWindow
+
+#: the live model's forward pass on a features array (the trainer's, on the training thread)
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Batch:
+    #: samples to train on, of the template's schema dtype
+    rows: np.ndarray
+    #: publish time (ms) of the messages that made samples trainable, and how many samples
+    #: each made (freshness: publish -> applied)
+    published_ms: np.ndarray
+    sizes: np.ndarray
+    #: this rank's sums for the step's stats vector, by the input's `counters` names
+    sums: dict[str, float] = field(default_factory=dict)
+
+
+class StepInput(Protocol):
+    sources: list[PartitionSource]
+    #: stateful operators by checkpoint key
+    operators: dict[str, Stateful]
+    #: names of the sums every Batch carries (summed over ranks each step)
+    counters: tuple[str, ...]
+    dead_letters: list[DeadLetters]
+
+    def take(self, step: int, predict: Predict) -> Batch: ...
+
+    def report_fields(self, sums: dict[str, float]) -> dict[str, Any]:
+        """StepReport fields from the step's summed counters."""
+        ...
+
+
+def decode_or_dead_letter(codec: Codec, records: Sequence[Record],
+                          dead_letters: DeadLetters) -> tuple[np.ndarray, list[Record]]:
+    """Rows of the records that decode, and those records (rejected ones go to the DLQ)."""
+    rows, rejected = codec.decode([r.payload for r in records])
+    for item in rejected:
+        dead_letters.send(records[item.index], item)
+    if rejected:
+        dropped = {item.index for item in rejected}
+        return rows, [r for i, r in enumerate(records) if i not in dropped]
+    return rows, list(records)
+
+
+def mean_or_nan(total: float, count: float) -> float:
+    return total / count if count else math.nan
+
+
+class LabelledInput:
+    """Pre-labelled samples on one topic: each step a window of them."""
+
+    operators: dict[str, Stateful] = {}
+    counters: tuple[str, ...] = ()
+
+    def __init__(self, sources: Sequence[PartitionSource], codec: Codec,
+                 dead_letters: DeadLetters, batch_size: int, max_wait_s: float) -> None:
+        self.sources = list(sources)
+        self.codec = codec
+        self.dead_letters = [dead_letters]
+        self.window = BatchWindow(self.sources, batch_size, max_wait_s,
+                                  size_of=codec.count_samples)
+
+    def take(self, step: int, predict: Predict) -> Batch:
+        rows, accepted = decode_or_dead_letter(self.codec, self.window.collect(),
+                                               self.dead_letters[0])
+        published = np.fromiter((r.publish_ms for r in accepted), np.float64, len(accepted))
+        sizes = np.fromiter((self.codec.count_samples(r.payload) for r in accepted), np.int64,
+                            len(accepted))
+        return Batch(rows, published, sizes)
+
+    def report_fields(self, sums: dict[str, float]) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,200 @@
+"""Raw event streams (`[join]`): predict every event as it arrives, learn when its label comes.
+
+Each step, on this rank's partitions (the same partition numbers of both topics):
+
+    events window -> decode -> predict with the live weights -> publish the predictions
+                  -> per-partition join with the labels that came (streams/join.py)
+                  -> joined pairs and expired events become training samples
+
+A pending event keeps the model's output made at its arrival, so when its label comes the
+step also scores that old prediction: the delayed-label prequential loss and metric (River's
+`progressive_val_score(..., delay=...)`), next to the usual on-train figures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from hvd_online.config import JoinConfig
+from hvd_online.errors import ConfigError
+from hvd_online.inputs import Batch, Predict, decode_or_dead_letter, mean_or_nan
+from hvd_online.run_state import Stateful
+from hvd_online.template import ModelTemplate
+from streams.codecs import Codec
+from streams.dead_letter import DeadLetters
+from streams.join import EventLabelJoin, Item, samples_to_train
+from streams.source import PartitionSource, Record
+from streams.window import BatchWindow
+
+#: label delay histogram buckets for the console, upper edges in seconds (last: beyond)
+DELAY_EDGES_S = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+DELAY_BUCKETS = tuple(f"delay_le_{edge:g}s" for edge in DELAY_EDGES_S) + ("delay_more",)
+#: per-step sums (deltas), gauges (pending) and totals, summed over ranks each step
+COUNTERS = ("joined", "expired", "predictions", "delayed_loss_sum", "delayed_metric_sum",
+            "delayed_count", "pending_events", "pending_labels", "expired_early_total",
+            "late_events_total", "late_labels_total", "orphan_labels_total",
+            "duplicate_events_total", "duplicate_labels_total", *DELAY_BUCKETS)
+
+
+class PredictionPublisher(Protocol):
+    """`streams.predictions.PredictionSink`, or `streams.testing.ListSink` in unit tests."""
+
+    def publish(self, keys: Sequence[int], payloads: Sequence[bytes]) -> None: ...
+
+
+def check_schemas(template: ModelTemplate) -> None:
+    """Events must carry the training schema's key and features, labels its key and label."""
+    schema, events, labels = template.schema, template.event_schema, template.label_schema
+    if events is None or labels is None or schema.key is None:
+        msg = (f"{type(template).__name__} needs event_schema, label_schema and a schema key "
+               "for [join] (see README: raw event streams)")
+        raise ConfigError(msg)
+    pairs = [(events, events.key, schema.key), (events, events.features, schema.features),
+             (labels, labels.key, schema.key), (labels, labels.label, schema.label)]
+    for side, name, target in pairs:
+        if side.dtype[name] != schema.dtype[target]:
+            msg = (f"{name!r} is {side.dtype[name]} in the {type(side).__name__} but "
+                   f"{target!r} is {schema.dtype[target]} in the training schema")
+            raise ConfigError(msg)
+
+
+class JoinedInput:
+    def __init__(self, config: JoinConfig, template: ModelTemplate,
+                 events: Sequence[PartitionSource], labels: Sequence[PartitionSource],
+                 codecs: tuple[Codec, Codec], dead_letters: tuple[DeadLetters, DeadLetters],
+                 predictions: PredictionPublisher, batch_size: int, max_wait_s: float) -> None:
+        check_schemas(template)
+        if config.on_expiry not in ("drop", "label"):
+            msg = f'join.on_expiry must be "drop" or "label", got {config.on_expiry!r}'
+            raise ConfigError(msg)
+        assert template.event_schema is not None and template.label_schema is not None
+        self.template = template
+        self.event_schema, self.label_schema = template.event_schema, template.label_schema
+        self.config = config
+        self.events, self.labels = list(events), list(labels)
+        self.sources = [*self.events, *self.labels]
+        self.event_codec, self.label_codec = codecs
+        self.dead_letters = list(dead_letters)
+        self.predictions = predictions
+        self.counters = COUNTERS
+        self.window = BatchWindow(self.events, batch_size, max_wait_s,
+                                  size_of=self.event_codec.count_samples)
+        self.joins = {s.partition: EventLabelJoin(
+            int(config.window_s * 1000), int(config.lateness_s * 1000),
+            int(config.idle_s * 1000), config.max_pending) for s in self.events}
+        self.operators: dict[str, Stateful] = {f"join:{s.key}": self.joins[s.partition]
+                                               for s in self.events}
+        expiry = np.zeros(1, self.label_schema.dtype)
+        expiry[self.label_schema.label] = config.expiry_label
+        self._expiry_label = expiry.tobytes()
+        self._label_batch = 4 * batch_size
+
+    def _decoded(self, records: list[Record], codec: Codec, dead_letters: DeadLetters,
+                 time_field: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                   list[Record]]:
+        """Rows, each row's partition and time (ms), and the records that decoded."""
+        rows, accepted = decode_or_dead_letter(codec, records, dead_letters)
+        sizes = [codec.count_samples(r.payload) for r in accepted]
+        partitions = np.repeat([r.partition for r in accepted], sizes)
+        if time_field is not None:
+            times = rows[time_field].astype(np.int64)
+        else:
+            times = np.repeat([r.publish_ms for r in accepted], sizes).astype(np.int64)
+        return rows, partitions, times, accepted
+
+    def take(self, step: int, predict: Predict) -> Batch:
+        label_records = [r for s in self.labels for r in s.next_batch(self._label_batch)]
+        events, event_parts, event_times, _ = self._decoded(
+            self.window.collect(), self.event_codec, self.dead_letters[0],
+            self.event_schema.time)
+        labels, label_parts, label_times, label_ok = self._decoded(
+            label_records, self.label_codec, self.dead_letters[1], self.label_schema.time)
+        keys = events[self.event_schema.key]
+        outputs = np.zeros((len(events), 1), np.float32)
+        if len(events):  # predicted and published before the event waits for its label
+            outputs = np.asarray(predict(events[self.event_schema.features]), np.float32)
+            outputs = outputs.reshape(len(events), -1)
+            self.predictions.publish(keys.tolist(),
+                                     self._messages(keys, outputs, step, event_times))
+        # a pending event keeps its row and the output made now, for the delayed metric
+        event_values = [e.tobytes() + o.tobytes() for e, o in zip(events, outputs, strict=True)]
+        label_values = [lab.tobytes() for lab in labels]
+        label_keys = labels[self.label_schema.key]
+        samples: list[tuple[int, bytes, bytes]] = []
+        delays: list[int] = []
+        expired = 0
+        for partition, join in self.joins.items():
+            out = join.push(
+                events=self._items(keys, event_times, event_values, event_parts == partition),
+                labels=self._items(label_keys, label_times, label_values,
+                                   label_parts == partition))
+            samples += samples_to_train(out, self.config.on_expiry, self._expiry_label)
+            delays += [j.delay_ms for j in out.joined]
+            expired += len(out.expired)
+        rows, sums = self._training_rows(samples)
+        sums.update(self._gauges(len(events), delays))
+        sums.update(joined=float(len(delays)), expired=float(expired))
+        published = np.fromiter((r.publish_ms for r in label_ok), np.float64, len(label_ok))
+        return Batch(rows, published, np.ones(len(label_ok), np.int64), sums)
+
+    @staticmethod
+    def _items(keys: np.ndarray, times: np.ndarray, values: list[bytes],
+               mask: np.ndarray) -> list[Item]:
+        return [(int(keys[i]), int(times[i]), values[i]) for i in np.flatnonzero(mask)]
+
+    def _messages(self, keys: np.ndarray, outputs: np.ndarray, step: int,
+                  times: np.ndarray) -> list[bytes]:
+        from streams.predictions import prediction_messages
+
+        return prediction_messages(keys.tolist(), self.template.prediction(outputs), step,
+                                   times.tolist(), int(time.time() * 1000))
+
+    def _training_rows(self, samples: list[tuple[int, bytes, bytes]]
+                       ) -> tuple[np.ndarray, dict[str, float]]:
+        """Samples of the training schema from (key, event + its output, label) triples,
+        and the delayed-label loss and metric of the outputs made at the events' arrival."""
+        schema, events, labels = self.template.schema, self.event_schema, self.label_schema
+        rows = np.zeros(len(samples), schema.dtype)
+        sums = {"delayed_count": float(len(samples)), "delayed_loss_sum": 0.0,
+                "delayed_metric_sum": 0.0}
+        if not samples:
+            return rows, sums
+        size = events.dtype.itemsize
+        event_rows = np.frombuffer(b"".join(e[:size] for _, e, _ in samples), events.dtype)
+        outputs = np.frombuffer(b"".join(e[size:] for _, e, _ in samples), np.float32)
+        label_rows = np.frombuffer(b"".join(lab for _, _, lab in samples), labels.dtype)
+        assert schema.key is not None
+        rows[schema.key] = event_rows[events.key]
+        rows[schema.features] = event_rows[events.features]
+        rows[schema.label] = label_rows[labels.label]
+        outputs = outputs.reshape(len(samples), -1)
+        y = rows[schema.label]
+        sums["delayed_loss_sum"] = float(np.sum(self.template.per_sample_loss(y, outputs)))
+        sums["delayed_metric_sum"] = float(np.sum(self.template.per_sample_metric(y, outputs)))
+        return rows, sums
+
+    def _gauges(self, predicted: int, delays: list[int]) -> dict[str, float]:
+        totals: dict[str, float] = {name: 0.0 for name in COUNTERS
+                                    if name.endswith("_total") or name.startswith("pending")}
+        for join in self.joins.values():
+            totals["pending_events"] += join.pending_events
+            totals["pending_labels"] += join.pending_labels
+            for name in ("expired_early", "late_events", "late_labels", "orphan_labels",
+                         "duplicate_events", "duplicate_labels"):
+                totals[f"{name}_total"] += join.counts[name]
+        buckets = np.searchsorted(np.array(DELAY_EDGES_S) * 1000, delays, side="left")
+        counts = np.bincount(buckets, minlength=len(DELAY_BUCKETS)) if delays else np.zeros(
+            len(DELAY_BUCKETS))
+        return {**totals, "predictions": float(predicted),
+                **{name: float(c) for name, c in zip(DELAY_BUCKETS, counts, strict=True)}}
+
+    def report_fields(self, sums: dict[str, float]) -> dict[str, Any]:
+        join = {k: v for k, v in sums.items() if not k.startswith("delayed")}
+        return {"delayed_loss": mean_or_nan(sums["delayed_loss_sum"], sums["delayed_count"]),
+                "delayed_metric": mean_or_nan(sums["delayed_metric_sum"],
+                                              sums["delayed_count"]),
+                "join": join}
