@@ -10,6 +10,14 @@ that drops the oldest when no one drains it (a slow or absent browser never slow
 ([1, 2], 1)
 >>> [p["step"] for p in state.history()]
 [0, 1, 2]
+
+Raw event streams: the join's per-step counts add up to run totals (pending counts are
+gauges, `*_total` counts are totals already).
+
+>>> state.push({"step": 3, "count": 1, "join": {"joined": 2, "pending_events": 9}})
+>>> state.push({"step": 4, "count": 1, "join": {"joined": 3, "pending_events": 7}})
+>>> state.snapshot()["join_totals"]
+{'joined': 5}
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ class ConsoleState:
         self.latest: dict[str, Any] | None = None
         self.last_checkpoint: dict[str, Any] | None = None
         self.status = "starting"
+        #: run totals of the join's per-step counts (raw event streams only)
+        self.join_totals: dict[str, float] = {}
 
     def push(self, report: dict[str, Any]) -> None:
         with self._lock:
@@ -40,6 +50,9 @@ class ConsoleState:
                 self.dropped += 1
             self._queue.append(report)
             self.latest = report
+            for name, value in (report.get("join") or {}).items():
+                if not name.endswith("_total") and not name.startswith("pending"):
+                    self.join_totals[name] = self.join_totals.get(name, 0) + value
             if report.get("checkpoint"):
                 self.last_checkpoint = {"step": report["step"], "path": report["checkpoint"]}
             if report.get("stopped"):
@@ -74,10 +87,11 @@ class ConsoleState:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {"status": self.status, "latest": self.latest,
-                    "last_checkpoint": self.last_checkpoint, "dropped": self.dropped}
+                    "last_checkpoint": self.last_checkpoint, "dropped": self.dropped,
+                    "join_totals": dict(self.join_totals)}
 
 
 def _chart_point(report: dict[str, Any]) -> dict[str, Any]:
     keys = ("step", "samples_total", "loss", "metric", "samples_per_s", "checkpoint", "stopped",
-            "drift")
+            "drift", "delayed_loss", "delayed_metric", "elapsed_s")
     return {k: report.get(k) for k in keys}

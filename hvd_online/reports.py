@@ -52,6 +52,12 @@ class StepReport:
     def log_line(self) -> str:
         loss = f"{self.loss:.5f}" if math.isfinite(self.loss) else "-"
         metric = f"{self.metric:.4f}" if math.isfinite(self.metric) else "-"
-        return (f"step {self.step:6d}  samples {self.samples_total:9,d}  loss {loss:>9}  "
+        line = (f"step {self.step:6d}  samples {self.samples_total:9,d}  loss {loss:>9}  "
                 f"metric {metric:>7}  {self.samples_per_s:9,.0f} samples/s  "
                 f"rejected {self.rejected_total}")
+        if self.join is not None:  # raw event streams: the honest online figures too
+            delayed = (f"{self.delayed_loss:.5f} / {self.delayed_metric:.4f}"
+                       if math.isfinite(self.delayed_loss) else "-")
+            line += (f"  delayed loss/metric {delayed}  pending {self.join['pending_events']:,.0f}"
+                     f" events {self.join['pending_labels']:,.0f} labels")
+        return line

@@ -37,8 +37,11 @@
     rate: lineChart("rate-chart", ["samples/s"]),
     ranks: barChart("ranks-chart", ["step time (ms)", "window fill (%)"]),
     backlog: barChart("backlog-chart", ["waiting (messages)", "lag (ms)"]),
+    delayed: lineChart("delayed-chart", ["delayed loss", "delayed metric"]),
+    delays: barChart("delay-chart", ["joined pairs"]),
   };
-  const ema = { loss: null, metric: null };
+  const ema = { loss: null, metric: null, delayed_loss: null, delayed_metric: null };
+  let joinSeen = null; // {t, totals} of the previous update, for the rates
   window.hvdConsole = { charts, received: 0 };
 
   function addPoint(p) {
@@ -50,6 +53,12 @@
       charts[key].data.datasets[1].data.push({ x: p.step, y: ema[key] });
     }
     if (p.drift && p.loss !== null) charts.loss.data.datasets[2].data.push({ x: p.step, y: p.loss });
+    ["delayed_loss", "delayed_metric"].forEach((key, i) => {
+      const value = p[key];
+      if (value === null || value === undefined) return;
+      ema[key] = ema[key] === null ? value : SMOOTHING * ema[key] + (1 - SMOOTHING) * value;
+      charts.delayed.data.datasets[i].data.push({ x: p.step, y: ema[key] });
+    });
     if (p.samples_per_s !== undefined) charts.rate.data.datasets[0].data.push({ x: p.step, y: p.samples_per_s });
   }
   function showLatest(r) {
@@ -65,6 +74,26 @@
     charts.backlog.data.labels = r.partition_backlog.map((_, i) => "p" + i);
     charts.backlog.data.datasets[0].data = r.partition_backlog;
     charts.backlog.data.datasets[1].data = r.partition_lag_ms;
+  }
+  function showJoin(latest, totals) {
+    if (!latest || !latest.join) return;
+    $("join-panel").hidden = false;
+    document.querySelectorAll(".join-figure").forEach((f) => (f.hidden = false));
+    const j = latest.join;
+    $("join-pending-events").textContent = Math.round(j.pending_events).toLocaleString();
+    $("join-pending-labels").textContent = Math.round(j.pending_labels).toLocaleString();
+    $("join-late").textContent = Math.round(j.late_labels_total) + " / " + Math.round(j.orphan_labels_total);
+    const now = { t: latest.elapsed_s, totals };
+    if (joinSeen && now.t > joinSeen.t) {
+      for (const key of ["joined", "expired", "predictions"]) {
+        const rate = ((totals[key] || 0) - (joinSeen.totals[key] || 0)) / (now.t - joinSeen.t);
+        $("join-" + key + "-rate").textContent = Math.round(rate).toLocaleString();
+      }
+    }
+    if (!joinSeen || now.t - joinSeen.t >= 1) joinSeen = now; // rates over >= 1 s
+    const buckets = Object.keys(totals).filter((k) => k.startsWith("delay_"));
+    charts.delays.data.labels = buckets.map((k) => k.replace("delay_le_", "<= ").replace("delay_more", "more"));
+    charts.delays.data.datasets[0].data = buckets.map((k) => totals[k]);
   }
   function showState(s) {
     $("status").textContent = s.status;
@@ -83,10 +112,11 @@
   const socket = io({ transports: ["websocket", "polling"] });
   socket.on("connect_error", () => $("status").textContent = "disconnected");
   socket.on("history", (h) => {
-    for (const c of [charts.loss, charts.metric, charts.rate]) c.data.datasets.forEach((d) => (d.data = []));
-    ema.loss = ema.metric = null;
+    for (const c of [charts.loss, charts.metric, charts.rate, charts.delayed]) c.data.datasets.forEach((d) => (d.data = []));
+    ema.loss = ema.metric = ema.delayed_loss = ema.delayed_metric = null;
     h.points.forEach(addPoint);
     showLatest(h.latest);
+    showJoin(h.latest, h.join_totals);
     showState(h);
     $("config").textContent = JSON.stringify(h.config, null, 2);
     redraw();
@@ -97,6 +127,7 @@
       window.hvdConsole.received += 1;
     }
     showLatest(batch.latest);
+    showJoin(batch.latest, batch.join_totals);
     showState(batch);
     redraw();
   });
