@@ -71,3 +71,20 @@ def test_drift_is_detected_and_the_online_model_recovers(broker, topic, tmp_path
     assert result["online_accuracy_dip"] < 0.75
     assert result["online_accuracy_at_end"] > 0.9
     assert result["frozen_accuracy_after_drift"] < 0.6
+
+
+def test_clicks_predictions_beat_a_naive_joiner(broker, topic, tmp_path):
+    # about four join windows of stream: shorter clicks and window than the example's
+    shortened = ("produce.count=12000", "train.max_samples=12000", "join.window_s=1.5",
+                 "join.idle_s=1.0", "produce.params={seed = 0, rate = 2000.0, "
+                 "median_delay_s = 0.5}", f'join.events_topic="{topic}-impressions"',
+                 f'join.labels_topic="{topic}-clicks"')
+    run_example("clicks", broker, topic, tmp_path, *shortened)
+    result = evaluate("examples.clicks.evaluate", "clicks", tmp_path, *shortened,
+                      f'stream.url="{broker.url}"')
+    print(json.dumps(result))  # shown when the test fails
+    assert result["impressions"] == 12000  # every impression has a published prediction
+    ours, naive = result["hvd_online"], result["naive_joiner"]
+    assert ours["auc"] > 0.6
+    assert ours["log_loss"] < naive["log_loss"], "expiring non-clicks as 0 beats dropping them"
+    assert result["instant_labels"]["auc"] > naive["auc"]
