@@ -16,7 +16,9 @@ the stream, from the run's metrics.jsonl, so start-up and tracing are not counte
 Freshness: 2 ranks, a producer at fixed rates; publish -> weights-updated latency p50/p99 and
 whether the rate is sustained (benchmarks/freshness.py).
 Predict under load: 2 ranks training at 5,000 samples/s, predict requests from 1 and 4
-clients (benchmarks/predict_load.py). Peak RSS per rank comes from the ranks' summaries.
+clients (benchmarks/predict_load.py). Raw event streams: 2 ranks on the clicks example at
+5,000 impressions/s, event -> prediction published latency (benchmarks/join_latency.py).
+Peak RSS per rank comes from the ranks' summaries.
 Nothing here is asserted: the tables are the result.
 """
 
@@ -30,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import freshness, predict_load, throughput
+from benchmarks import freshness, join_latency, predict_load, throughput
 from benchmarks.common import fill_topic, median_of
 from streams.broker import EmbeddedBroker
 
@@ -136,7 +138,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20, help="freshness: seconds per rate")
     parser.add_argument("--quick", action="store_true",
                         help="a fast pass to try the script: 1 repeat, small streams")
-    parser.add_argument("--skip", default="", help="comma-separated: throughput,freshness,predict")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated: throughput,freshness,predict,join")
     parser.add_argument("--json", default="benchmarks/results/benchmarks.json")
     parser.add_argument("--show", metavar="JSON", help="print the tables of an earlier run")
     args = parser.parse_args()
@@ -156,6 +159,9 @@ def main() -> int:
         if "freshness" not in skip:
             rates = [float(r) for r in args.rates.split(",")]
             report["freshness"] = freshness_cases(broker.url, work, rates, args.seconds)
+        if "join" not in skip:
+            report["join"] = join_latency.join_latency(broker.url, work / "join", 5000.0,
+                                                       10 if args.quick else 30)
     if "predict" not in skip:
         seconds = 5 if args.quick else 20
         report["predict"] = [predict_load.predict_under_load(clients, 1, 5000, per_message,
@@ -177,6 +183,9 @@ def show(report: dict[str, Any]) -> None:
         for result in report["freshness"]:  # judged again: the rule may be newer than the run
             result["sustained"] = freshness.sustained(result)
         print("\n" + freshness_table(report["freshness"]))
+    if "join" in report:
+        print("\nraw event stream (clicks example, 2 ranks):\n"
+              + join_latency.table(report["join"]))
     if "predict" in report:
         print("\npredict under load (2 ranks training at 5,000 samples/s):\n"
               + predict_load.table(report["predict"]))
