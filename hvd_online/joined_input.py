@@ -27,6 +27,7 @@ from hvd_online.template import ModelTemplate
 from streams.codecs import Codec
 from streams.dead_letter import DeadLetters
 from streams.join import EventLabelJoin, Item, samples_to_train
+from streams.predictions import prediction_messages
 from streams.source import PartitionSource, Record
 from streams.window import BatchWindow
 
@@ -138,6 +139,7 @@ class JoinedInput:
         rows, sums = self._training_rows(samples)
         sums.update(self._gauges(len(events), delays))
         sums.update(joined=float(len(delays)), expired=float(expired))
+        # freshness here: a label's publish time -> the update of the step that took it in
         published = np.fromiter((r.publish_ms for r in label_ok), np.float64, len(label_ok))
         return Batch(rows, published, np.ones(len(label_ok), np.int64), sums)
 
@@ -148,8 +150,6 @@ class JoinedInput:
 
     def _messages(self, keys: np.ndarray, outputs: np.ndarray, step: int,
                   times: np.ndarray) -> list[bytes]:
-        from streams.predictions import prediction_messages
-
         return prediction_messages(keys.tolist(), self.template.prediction(outputs), step,
                                    times.tolist(), int(time.time() * 1000))
 
