@@ -9,7 +9,6 @@ owns its sources and any stateful operators (their snapshots go into checkpoints
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -63,10 +62,6 @@ def decode_or_dead_letter(codec: Codec, records: Sequence[Record],
         dropped = {item.index for item in rejected}
         return rows, [r for i, r in enumerate(records) if i not in dropped]
     return rows, list(records)
-
-
-def mean_or_nan(total: float, count: float) -> float:
-    return total / count if count else math.nan
 
 
 class LabelledInput:

@@ -21,13 +21,15 @@ import numpy as np
 
 from hvd_online.config import JoinConfig
 from hvd_online.errors import ConfigError
-from hvd_online.inputs import Batch, Predict, decode_or_dead_letter, mean_or_nan
+from hvd_online.inputs import Batch, Predict, decode_or_dead_letter
 from hvd_online.run_state import Stateful
+from hvd_online.step_stats import mean_or_nan
 from hvd_online.template import ModelTemplate
 from streams.codecs import Codec
 from streams.dead_letter import DeadLetters
 from streams.join import EventLabelJoin, Item, samples_to_train
 from streams.predictions import prediction_messages
+from streams.schema import EventSchema, LabelSchema
 from streams.source import PartitionSource, Record
 from streams.window import BatchWindow
 
@@ -47,8 +49,9 @@ class PredictionPublisher(Protocol):
     def publish(self, keys: Sequence[int], payloads: Sequence[bytes]) -> None: ...
 
 
-def check_schemas(template: ModelTemplate) -> None:
-    """Events must carry the training schema's key and features, labels its key and label."""
+def check_schemas(template: ModelTemplate) -> tuple[EventSchema, LabelSchema]:
+    """The template's event and label schemas, checked: events must carry the training
+    schema's key and features, labels its key and label."""
     schema, events, labels = template.schema, template.event_schema, template.label_schema
     if events is None or labels is None or schema.key is None:
         msg = (f"{type(template).__name__} needs event_schema, label_schema and a schema key "
@@ -61,6 +64,7 @@ def check_schemas(template: ModelTemplate) -> None:
             msg = (f"{name!r} is {side.dtype[name]} in the {type(side).__name__} but "
                    f"{target!r} is {schema.dtype[target]} in the training schema")
             raise ConfigError(msg)
+    return events, labels
 
 
 class JoinedInput:
@@ -68,13 +72,11 @@ class JoinedInput:
                  events: Sequence[PartitionSource], labels: Sequence[PartitionSource],
                  codecs: tuple[Codec, Codec], dead_letters: tuple[DeadLetters, DeadLetters],
                  predictions: PredictionPublisher, batch_size: int, max_wait_s: float) -> None:
-        check_schemas(template)
+        self.event_schema, self.label_schema = check_schemas(template)
         if config.on_expiry not in ("drop", "label"):
             msg = f'join.on_expiry must be "drop" or "label", got {config.on_expiry!r}'
             raise ConfigError(msg)
-        assert template.event_schema is not None and template.label_schema is not None
         self.template = template
-        self.event_schema, self.label_schema = template.event_schema, template.label_schema
         self.config = config
         self.events, self.labels = list(events), list(labels)
         self.sources = [*self.events, *self.labels]

@@ -9,6 +9,7 @@ import numpy as np
 
 from hvd_online.config import Config
 from hvd_online.errors import ConfigError
+from hvd_online.joined_input import check_schemas
 from hvd_online.loading import load_object
 from hvd_online.template import ModelTemplate, load_template
 from streams.client import connect
@@ -50,16 +51,12 @@ def produce(config: Config, url: str, count: int | None = None, rate: float | No
     return sent
 
 
-
 def produce_joined(config: Config, url: str, template: ModelTemplate, generator: Any,
                    total: int) -> int:
     """Raw event streams: the generator yields (events, labels) chunks with time offsets;
     each record goes out when its time comes, keyed so partition p of both topics holds the
     same keys."""
-    events, labels = template.event_schema, template.label_schema
-    if events is None or labels is None:
-        msg = "[join] needs the template's event_schema and label_schema"
-        raise ConfigError(msg)
+    events, labels = check_schemas(template)
     join, partitions = config.join, config.stream.partitions
     codecs = {"events": (make_codec(join.events_codec, events), events.key),
               "labels": (make_codec(join.labels_codec, labels), labels.key)}

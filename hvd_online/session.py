@@ -19,7 +19,7 @@ from hvd_online.control import Controls, Flag
 from hvd_online.distributed import World
 from hvd_online.errors import ConfigError
 from hvd_online.inputs import LabelledInput, StepInput
-from hvd_online.joined_input import JoinedInput
+from hvd_online.joined_input import JoinedInput, check_schemas
 from hvd_online.layout import RunLayout
 from hvd_online.template import ModelTemplate
 from streams.assignment import partitions_for_rank
@@ -29,7 +29,6 @@ from streams.codecs import make_codec
 from streams.dead_letter import DeadLetterSink
 from streams.predictions import PredictionSink
 from streams.pulsar_source import PulsarPartitionSource
-from streams.schema import Fields
 from streams.topics import count_partitions
 
 log = logging.getLogger(__name__)
@@ -119,12 +118,12 @@ def open_inputs(config: Config, world: World, layout: RunLayout, template: Model
             if not join.labels_topic:
                 msg = "join.events_topic is set but join.labels_topic is empty"
                 raise ConfigError(msg)
+            events, labels = check_schemas(template)
             predictions = PredictionSink(client, join.events_topic)
             stack.callback(predictions.close)
             step_input = JoinedInput(
                 join, template, sources(join.events_topic), sources(join.labels_topic),
-                (make_codec(join.events_codec, _schema(template.event_schema)),
-                 make_codec(join.labels_codec, _schema(template.label_schema))),
+                (make_codec(join.events_codec, events), make_codec(join.labels_codec, labels)),
                 (dead_letters(join.events_topic), dead_letters(join.labels_topic)),
                 predictions, window.batch_size, window.max_wait_ms / 1000)
         else:
@@ -132,13 +131,6 @@ def open_inputs(config: Config, world: World, layout: RunLayout, template: Model
                 sources(config.stream.topic), make_codec(config.stream.codec, template.schema),
                 dead_letters(config.stream.topic), window.batch_size, window.max_wait_ms / 1000)
         yield RankInputs(step_input, partitions)
-
-
-def _schema(schema: Fields | None) -> Fields:
-    if schema is None:
-        msg = "[join] needs the template's event_schema and label_schema"
-        raise ConfigError(msg)
-    return schema
 
 
 def _partition_count(client: pulsar.Client, topics: list[str], configured: int) -> int:

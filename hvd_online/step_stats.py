@@ -32,6 +32,10 @@ from hvd_online.control import Flag
 FLAGS = tuple(Flag)
 
 
+def mean_or_nan(total: float, count: float) -> float:
+    return total / count if count else math.nan
+
+
 class StatsLayout:
     HEAD = 3  # loss_sum, metric_sum, count: computed inside the step, before `local`
 
@@ -81,8 +85,8 @@ class StatsLayout:
         count = self.count(summed)
         return {
             "count": count,
-            "loss": float(summed[0]) / count if count else math.nan,
-            "metric": float(summed[1]) / count if count else math.nan,
+            "loss": mean_or_nan(float(summed[0]), count),
+            "metric": mean_or_nan(float(summed[1]), count),
             "rejected_total": int(round(rest[n])),
             "duplicates_total": int(round(rest[n + 1])),
             "rank_step_time_s": [float(t) for t in per_rank[:w]],
