@@ -135,6 +135,14 @@ class Background:
     def wait(self, timeout: float) -> int:
         return self.process.wait(timeout=timeout)
 
+    def wait_for_ranks_stepping(self, np: int, timeout: float = 120) -> None:
+        """Until every rank has run its first step, so its sources are subscribed. A producer
+        started after this feeds the ranks live instead of leaving a backlog they drain at once
+        (which let a whole run finish before a test could kill a rank)."""
+        wait_until(lambda: all(f"rank {r}: first step done" in self.output for r in range(np))
+                   or self.process.poll() is not None, timeout, "every rank's first step")
+        assert self.process.poll() is None, self.output[-3000:]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -174,6 +182,29 @@ def rank_pids(launcher: subprocess.Popen) -> dict[int, int]:
         except psutil.Error:
             continue
     return out
+
+
+def kill_a_rank_mid_stream(ranks: Background, producer: Background) -> None:
+    """kill -9 one rank (chosen at random) while the producer is still publishing.
+
+    pulsar-lite 0.2.0 never releases the Exclusive subscription of a consumer killed while
+    messages are being published to its topic (a new subscriber is refused for good; measured:
+    still refused after 120 s, immediate without traffic). A real Pulsar broker drops a dead
+    connection's consumers. So the producer pauses around the kill and goes on afterwards;
+    the restarted run then replays a backlog."""
+    import random
+    import signal
+    import time
+
+    assert producer.process.poll() is None, "the kill comes while the stream still flows"
+    producer.process.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(0.5)
+        os.kill(random.choice(list(rank_pids(ranks.process).values())), signal.SIGKILL)
+        assert ranks.wait(60) != 0
+        time.sleep(1.0)
+    finally:
+        producer.process.send_signal(signal.SIGCONT)
 
 
 def ledger_size(directory: Path) -> int:

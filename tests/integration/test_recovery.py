@@ -16,6 +16,7 @@ from hvd_online.checkpoint import load_latest_checkpoint
 from hvd_online.layout import RunLayout
 from streams.broker import EmbeddedBroker, free_port
 from tests.integration.harness import (
+    kill_a_rank_mid_stream,
     ledger_size,
     rank_pids,
     read_ledger,
@@ -39,16 +40,15 @@ def test_kill_9_a_rank_then_resume_trains_every_sample_exactly_once(broker, topi
     m = 12000
     config = write_config(tmp_path, broker.url, topic,
                           extra="[checkpoint]\nevery_steps = 8\n")
-    producer = start_producer(config, m, rate=3000, log_path=tmp_path / "producer.log")
     first = tmp_path / "ledger-1"
     ranks = start_ranks(config, f"train.max_samples={m}", log_path=tmp_path / "run1.log",
                         ledger=first)
-    try:
+    try:  # the stream starts once both ranks step, so the kill lands in the middle of it
+        ranks.wait_for_ranks_stepping(2)
+        producer = start_producer(config, m, rate=3000, log_path=tmp_path / "producer.log")
         wait_until(lambda: ledger_size(first) > 1500, 120, "training to start")
         time.sleep(random.uniform(0.2, 1.5))
-        victim = random.choice(list(rank_pids(ranks.process).values()))
-        os.kill(victim, signal.SIGKILL)
-        assert ranks.wait(60) != 0
+        kill_a_rank_mid_stream(ranks, producer)
     finally:
         ranks.stop()
     resumed_from = newest_checkpoint_step(tmp_path)
