@@ -1,7 +1,8 @@
 """Checkpoints: one directory per cut, written so a crash never leaves a half one behind.
 
 Layout: `CKPT_ROOT/ckpt-0000000123/{weights.npz, optimizer.npz, state.json, manifest.json}`;
-`state.json` is the typed `RunState`.
+`state.json` is the typed `RunState`. Operators that own arrays (a drift challenger's model)
+add `NAME.npz` files, listed in the manifest like the others.
 Files go into a temporary directory, are fsynced, the manifest (with each file's sha256) is
 written last, and the directory is renamed into place: a checkpoint either has a valid
 manifest or is ignored, and the previous one stays usable.
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,8 @@ class Checkpoint:
     weights: list[np.ndarray]
     optimizer: list[np.ndarray]
     state: RunState
+    #: operators' arrays by name (e.g. "challenger-weights")
+    extra: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
     #: newer checkpoints that were unusable: sources were acknowledged past this one, so they
     #: must rewind to its snapshots
     skipped_newer: int = 0
@@ -67,7 +71,8 @@ def _write_arrays(path: Path, arrays: list[np.ndarray]) -> None:
 
 
 def save_checkpoint(root: Path, weights: list[np.ndarray], optimizer: list[np.ndarray],
-                    state: RunState, keep: int = 3) -> Path:
+                    state: RunState, keep: int = 3,
+                    extra: Mapping[str, list[np.ndarray]] | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     step = state.step
     final = root / f"ckpt-{step:010d}"
@@ -78,6 +83,9 @@ def save_checkpoint(root: Path, weights: list[np.ndarray], optimizer: list[np.nd
     _write_arrays(tmp / "optimizer.npz", optimizer)
     (tmp / "state.json").write_text(json.dumps(state.to_json(), indent=1))
     files = ["weights.npz", "optimizer.npz", "state.json"]
+    for name, arrays in (extra or {}).items():
+        _write_arrays(tmp / f"{name}.npz", arrays)
+        files.append(f"{name}.npz")
     for name in files:
         _fsync(tmp / name)
     manifest = {"step": step, "files": {name: _sha256(tmp / name) for name in files}}
@@ -115,9 +123,12 @@ def load_checkpoint(path: Path) -> Checkpoint:
         if _sha256(path / name) != digest:
             msg = f"{path / name} does not match its manifest checksum"
             raise ValueError(msg)
+    standard = {"weights.npz", "optimizer.npz", "state.json"}
+    extra = {name.removesuffix(".npz"): _load_arrays(path / name)
+             for name in manifest["files"] if name not in standard}
     return Checkpoint(path, _load_arrays(path / "weights.npz"),
                       _load_arrays(path / "optimizer.npz"),
-                      RunState.from_json(json.loads((path / "state.json").read_text())))
+                      RunState.from_json(json.loads((path / "state.json").read_text())), extra)
 
 
 def load_latest_checkpoint(root: Path) -> Checkpoint | None:

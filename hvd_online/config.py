@@ -109,16 +109,33 @@ class CheckpointConfig:
 
 @dataclass(frozen=True)
 class DriftConfig:
-    """Concept-drift detection on the prequential loss (marked in logs and the console)."""
+    """Concept drift on the prequential loss: a detector, and what to do when it fires
+    (hvd_online/drift_response.py; README "Quality" has the measured choice)."""
 
-    #: "" (off) or "page_hinkley"
+    #: "" (off), "page_hinkley" or "adwin"
     detector: str = ""
-    #: change in mean loss tolerated
+    #: Page-Hinkley: change in mean loss tolerated
     delta: float = 0.005
-    #: cumulative evidence that flags a drift
+    #: Page-Hinkley: cumulative evidence that flags a drift
     threshold: float = 1.0
+    #: Page-Hinkley: the fraction of `threshold` that raises a warning first
+    warning: float = 0.5
+    #: ADWIN: confidence of a drift, and the looser one of a warning
+    adwin_delta: float = 0.002
+    adwin_warning_delta: float = 0.02
     #: steps before the first flag (and after each one)
     min_steps: int = 30
+    #: "mark" (log and chart only), "boost" or "challenger"
+    action: str = "mark"
+    #: boost: the learning rate is multiplied by `boost` at a drift, then decays back linearly
+    #: over `boost_steps`; the optimizer's moments restart from zero
+    boost: float = 10.0
+    boost_steps: int = 100
+    #: challenger: a copy of the model, boosted as above, starts at a warning and replaces
+    #: the model once its prequential loss over the last `challenger_window` samples is lower;
+    #: it is dropped if it has not won after `challenger_patience` samples
+    challenger_window: int = 2000
+    challenger_patience: int = 30000
 
 
 @dataclass(frozen=True)

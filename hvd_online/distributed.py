@@ -74,7 +74,8 @@ def _tf_variables(variables: list[Any]) -> list[tf.Variable]:
     return [v.value if isinstance(v, keras.Variable) else v for v in variables]
 
 
-def broadcast_initial_state(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
+def broadcast_initial_state(model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                            name: str = "hvd_online_init") -> None:
     """Every rank starts from rank 0's weights and optimizer state (built up front so its
     slots exist before the first step)."""
     optimizer.build(model.trainable_variables)
@@ -83,7 +84,7 @@ def broadcast_initial_state(model: keras.Model, optimizer: keras.optimizers.Opti
     # process built before (rank 0 also builds one for the console), and Horovod matches
     # collectives across ranks by name.
     for i, variable in enumerate(variables):
-        variable.assign(hvd.broadcast(variable, root_rank=0, name=f"hvd_online_init_{i}"))
+        variable.assign(hvd.broadcast(variable, root_rank=0, name=f"{name}_{i}"))
 
 
 def broadcast_object(obj: Any, root_rank: int = 0) -> Any:
@@ -120,7 +121,8 @@ class SyncStep:
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  loss_fn: Any, metric_fn: Any, feature_spec: tf.TensorSpec,
-                 label_spec: tf.TensorSpec, stats_len: int, world_size: int) -> None:
+                 label_spec: tf.TensorSpec, stats_len: int, world_size: int,
+                 name: str = "hvd_online_step") -> None:
         self.model = model
         self.optimizer = optimizer
         trainable = model.trainable_variables
@@ -131,7 +133,7 @@ class SyncStep:
                 return grads, stats
             # ONE grouped collective per step: gradients and stats are negotiated and fused
             # together (sparse gradients are allgathered inside it and stay sparse)
-            reduced = hvd.grouped_allreduce([*grads, stats], op=hvd.Sum, name="hvd_online_step")
+            reduced = hvd.grouped_allreduce([*grads, stats], op=hvd.Sum, name=name)
             return reduced[:-1], reduced[-1]
 
         @tf.function(input_signature=[feature_spec, label_spec,

@@ -36,6 +36,11 @@ class StepReport:
     join: dict[str, float] | None = None
     #: the drift detector flagged this step
     drift: bool = False
+    #: what the drift response did at this step: "boost", "challenger" (started), "promoted"
+    #: (the challenger replaced the model), "dropped" (it never won)
+    drift_action: str | None = None
+    #: a running challenger's prequential mean loss on this step's samples (NaN otherwise)
+    challenger_loss: float = math.nan
     #: set on the step where a checkpoint was written
     checkpoint: str | None = None
     #: "max_samples", "max_steps", "idle", "stop", "sigterm" on the last step
@@ -44,7 +49,7 @@ class StepReport:
     def as_json(self) -> dict[str, Any]:
         """JSON-safe (NaN becomes None)."""
         data = asdict(self)
-        for key in ("loss", "metric", "delayed_loss", "delayed_metric"):
+        for key in ("loss", "metric", "delayed_loss", "delayed_metric", "challenger_loss"):
             if isinstance(data[key], float) and not math.isfinite(data[key]):
                 data[key] = None
         return data

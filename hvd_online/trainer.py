@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -27,8 +29,8 @@ from hvd_online.checkpoint import Resume, save_checkpoint
 from hvd_online.config import Config
 from hvd_online.control import Controls, Flag
 from hvd_online.distributed import SyncStep, World
-from hvd_online.drift import PageHinkley
-from hvd_online.errors import ConfigError
+from hvd_online.drift import Signal
+from hvd_online.drift_response import Challenger, DriftResponse, Response, make_detector
 from hvd_online.freshness import FreshnessHistogram
 from hvd_online.inputs import Batch, StepInput
 from hvd_online.layout import RunLayout
@@ -53,16 +55,6 @@ def weights_digest(model: keras.Model) -> str:
     return h.hexdigest()
 
 
-def _make_detector(config: Config) -> PageHinkley | None:
-    drift = config.drift
-    if not drift.detector:
-        return None
-    if drift.detector != "page_hinkley":
-        msg = f"drift.detector {drift.detector!r} is unknown: use 'page_hinkley' or ''"
-        raise ConfigError(msg)
-    return PageHinkley(drift.delta, drift.threshold, drift.min_steps)
-
-
 class OnlineTrainer:
     def __init__(self, config: Config, template: ModelTemplate, world: World,
                  step_input: StepInput, partitions: int, controls: Controls | None = None,
@@ -79,7 +71,10 @@ class OnlineTrainer:
         keras.utils.set_random_seed(config.train.seed)
         self.model = build_model(template, config.model.pretrained)
         self.optimizer = template.make_optimizer(config.train.learning_rate)
-        self.drift = _make_detector(config)
+        schema = template.schema
+        specs = (tf.TensorSpec((None, *schema.feature_shape), schema.dtype[schema.features].base),
+                 tf.TensorSpec((None, *schema.label_shape), schema.dtype[schema.label].base))
+        self.drift = self._make_drift_response(specs)
         #: operators whose state a checkpoint carries, by key
         self.operators: dict[str, Stateful] = dict(step_input.operators)
         if self.drift:
@@ -98,12 +93,12 @@ class OnlineTrainer:
                                        strict=True):
                 variable.assign(value)
         distributed.broadcast_initial_state(self.model, self.optimizer)
-        schema = template.schema
+        if self.drift:  # a challenger running at the checkpoint comes back on every rank
+            self.drift.restore_arrays(resume.checkpoint.extra
+                                      if resume and resume.checkpoint else None)
         self.sync_step = SyncStep(
             self.model, self.optimizer, template.per_sample_loss, template.per_sample_metric,
-            tf.TensorSpec((None, *schema.feature_shape), schema.dtype[schema.features].base),
-            tf.TensorSpec((None, *schema.label_shape), schema.dtype[schema.label].base),
-            self.layout.length, world.size,
+            *specs, self.layout.length, world.size,
         )
         model = self.model
 
@@ -115,6 +110,17 @@ class OnlineTrainer:
         self.predict = lambda x: forward(x).numpy()
         #: publish -> applied latency of this rank's trained samples
         self.freshness = FreshnessHistogram()
+
+    def _make_drift_response(self, specs: tuple[tf.TensorSpec, tf.TensorSpec],
+                             ) -> DriftResponse | None:
+        config = self.config.drift
+        detector = make_detector(config)
+        if detector is None:
+            return None
+        lr = self.config.train.learning_rate
+        challenger = (Challenger(self.template, config, lr, specs, self.world.size)
+                      if config.action == "challenger" else None)
+        return DriftResponse(config, detector, self.model, self.optimizer, lr, challenger)
 
     # -- one step ---------------------------------------------------------------------------
 
@@ -156,7 +162,8 @@ class OnlineTrainer:
                 operators={k: v for _, part in gathered for k, v in sorted(part.items())})
             path = str(save_checkpoint(self.checkpoint_root, self.model.get_weights(),
                                        [v.numpy() for v in self.optimizer.variables], state,
-                                       self.config.checkpoint.keep))
+                                       self.config.checkpoint.keep,
+                                       self.drift.arrays() if self.drift else None))
         path = distributed.broadcast_object(path)  # also a barrier: written before we commit
         for source in self.sources:
             source.commit(sources[source.key])
@@ -199,8 +206,9 @@ class OnlineTrainer:
                 log.info("rank %d: first step done %.1f s after start (tracing included)",
                          self.world.rank, now - start)
             last_step_time, last_fill = now - t0, len(rows) / batch_size
-            # the detector sees this step before a checkpoint of it is taken
-            drift = bool(self.drift and fields["count"] and self.drift.update(fields["loss"]))
+            # the drift response acts on this step before a checkpoint of it is taken
+            response = (self.drift.after_step(x, y, fields["loss"], fields["count"])
+                        if self.drift and applied else None)
             flags = self.layout.flags(summed)
             stopped = self._stop_reason(flags)
             checkpoint = None
@@ -210,10 +218,18 @@ class OnlineTrainer:
             yield StepReport(
                 step=self.step, samples_total=self.samples_total, applied=applied,
                 elapsed_s=now - start, samples_per_s=self._recent_rate(),
-                skipped_steps=self.skipped_steps, drift=drift, checkpoint=checkpoint,
-                stopped=stopped, **fields)
+                skipped_steps=self.skipped_steps, checkpoint=checkpoint, stopped=stopped,
+                **self._drift_fields(response), **fields)
             if stopped:
                 return
+
+    @staticmethod
+    def _drift_fields(response: Response | None) -> dict[str, Any]:
+        if response is None:
+            return {}
+        return {"drift": response.signal is Signal.DRIFT, "drift_action": response.action,
+                "challenger_loss": (math.nan if response.challenger_loss is None
+                                    else response.challenger_loss)}
 
     def _record_freshness(self, batch: Batch) -> None:
         if len(batch.sizes):

@@ -69,7 +69,7 @@ def test_stop_then_resume_trains_every_sample_once_and_restores_operators(world,
     assert found is not None and found.state.step == 10
     assert set(found.state.sources) == {"testing-0", "testing-1"}
     assert sources[0].committed == [found.state.sources["testing-0"]]
-    assert found.state.operators["drift"]["steps"] == 10
+    assert found.state.operators["drift"]["detector"]["steps"] == 10
 
     config = config_for(tmp_path, second_ledger)
     resumed, _ = trainer_for(config, world, data, Resume(found.state, checkpoint=found),

@@ -1,0 +1,256 @@
+"""What the trainer does when the drift detector fires, and the state that survives a restart.
+
+Actions (`drift.action`), measured on the quality benchmark (README "Quality"):
+- "mark": log it and mark the chart; nothing else.
+- "boost": restart the optimizer's moments and multiply the learning rate by `boost`, decaying
+  back linearly over `boost_steps`. A model that has converged on the old concept takes small,
+  well-averaged steps; after a drift those steps are far too timid.
+- "challenger" (the ARF idea, with Ekko's "undo what hurts"): at a warning a copy of the model
+  starts, boosted as above, and trains on the same windows as the model; it replaces the model
+  (weights and optimizer) once its prequential loss over the last `challenger_window` samples is
+  lower, or is dropped after `challenger_patience` samples. A false alarm therefore costs compute
+  but cannot make the model worse.
+
+Every rank sees the same global loss, so every decision below is taken at the same step on
+every rank, and the challenger's own collective step runs on all of them or on none.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hvd_online import distributed
+from hvd_online.config import DriftConfig
+from hvd_online.distributed import SyncStep
+from hvd_online.drift import Adwin, Detector, PageHinkley, Signal
+from hvd_online.errors import ConfigError
+from hvd_online.template import ModelTemplate, build_model
+
+ACTIONS = ("mark", "boost", "challenger")
+
+
+def make_detector(config: DriftConfig) -> Detector | None:
+    if not config.detector:
+        return None
+    if config.detector == "page_hinkley":
+        return PageHinkley(config.delta, config.threshold, config.min_steps, config.warning)
+    if config.detector == "adwin":
+        return Adwin(config.adwin_delta, config.adwin_warning_delta, config.min_steps)
+    msg = f"drift.detector {config.detector!r} is unknown: use 'page_hinkley', 'adwin' or ''"
+    raise ConfigError(msg)
+
+
+def reset_optimizer_state(optimizer: keras.optimizers.Optimizer) -> None:
+    """Moments and the iteration count back to zero (so Adam's bias correction applies again
+    and the first steps after it are full-sized); the learning rate stays."""
+    for variable in optimizer.variables:
+        if variable.name != "learning_rate":
+            variable.assign(tf.zeros_like(variable))
+
+
+class LearningRateBoost:
+    """The learning rate times `factor` at `start()`, back to `base` linearly over `steps`."""
+
+    def __init__(self, optimizer: keras.optimizers.Optimizer, base: float, factor: float,
+                 steps: int) -> None:
+        if not isinstance(optimizer.learning_rate, keras.Variable):
+            msg = ("drift.action 'boost'/'challenger' needs an optimizer with a plain learning "
+                   "rate (the template's make_optimizer returned a schedule)")
+            raise ConfigError(msg)
+        self.optimizer = optimizer
+        self.base, self.factor, self.steps = base, factor, max(1, steps)
+        self.left = 0
+
+    def start(self) -> None:
+        reset_optimizer_state(self.optimizer)
+        self.left = self.steps
+        self._apply()
+
+    def tick(self) -> None:
+        """After a step that trained: one step of the decay."""
+        if self.left:
+            self.left -= 1
+            self._apply()
+
+    def _apply(self) -> None:
+        self.optimizer.learning_rate.assign(
+            self.base * (1 + (self.factor - 1) * self.left / self.steps))
+
+
+class Challenger:
+    """A second copy of the model with its own optimizer and synchronised step. Built once, on
+    first use; each start copies the model's current weights into it."""
+
+    def __init__(self, template: ModelTemplate, config: DriftConfig, base_lr: float,
+                 specs: tuple[tf.TensorSpec, tf.TensorSpec], world_size: int) -> None:
+        self.model = build_model(template, "")
+        self.optimizer = template.make_optimizer(base_lr)
+        self.optimizer.build(self.model.trainable_variables)
+        self.boost = LearningRateBoost(self.optimizer, base_lr, config.boost, config.boost_steps)
+        self.sync_step = SyncStep(self.model, self.optimizer, template.per_sample_loss,
+                                  template.per_sample_metric, *specs, 0, world_size,
+                                  name="hvd_online_challenger_step")
+        self._no_stats = np.zeros(0, np.float32)
+
+    def start_from(self, model: keras.Model) -> None:
+        self.model.set_weights(model.get_weights())
+        self.boost.start()
+
+    def train(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One prequential step on the same window as the model; the global loss sum."""
+        stats, applied, _ = self.sync_step(x, y, self._no_stats)
+        if applied:
+            self.boost.tick()
+        return float(stats[0])
+
+    def arrays(self) -> dict[str, list[np.ndarray]]:
+        return {"challenger-weights": self.model.get_weights(),
+                "challenger-optimizer": [v.numpy() for v in self.optimizer.variables]}
+
+    def load(self, arrays: dict[str, list[np.ndarray]] | None) -> None:
+        """Collective: rank 0 loads the checkpoint's arrays, every rank receives them."""
+        if arrays is not None:
+            self.model.set_weights(arrays["challenger-weights"])
+            for variable, value in zip(self.optimizer.variables, arrays["challenger-optimizer"],
+                                       strict=True):
+                variable.assign(value)
+        distributed.broadcast_initial_state(self.model, self.optimizer,
+                                            name="hvd_online_challenger_init")
+
+
+@dataclass
+class Trial:
+    """A running challenger's record: samples since it started, and per step (samples, the
+    model's loss sum, the challenger's loss sum) over the last `challenger_window` samples."""
+
+    seen: int = 0
+    recent: deque[tuple[float, float, float]] | None = None
+
+    def add(self, count: float, model_loss: float, challenger_loss: float, window: int) -> None:
+        assert self.recent is not None
+        self.seen += int(count)
+        self.recent.append((count, model_loss, challenger_loss))
+        while sum(c for c, _, _ in self.recent) - self.recent[0][0] >= window:
+            self.recent.popleft()
+
+    def challenger_wins(self, window: int) -> bool:
+        assert self.recent is not None
+        count = sum(c for c, _, _ in self.recent)
+        return count >= window and sum(b for _, _, b in self.recent) < sum(
+            a for _, a, _ in self.recent)
+
+
+@dataclass(frozen=True)
+class Response:
+    """What this step's drift handling did, for the step report."""
+
+    signal: Signal
+    #: "boost", "challenger", "promoted", "dropped" or None
+    action: str | None
+    #: the challenger's prequential mean loss this step, while one runs
+    challenger_loss: float | None
+
+
+class DriftResponse:
+    """Detector plus action: the 'drift' operator whose snapshot a checkpoint carries."""
+
+    def __init__(self, config: DriftConfig, detector: Detector, model: keras.Model,
+                 optimizer: keras.optimizers.Optimizer, base_lr: float,
+                 challenger: Challenger | None) -> None:
+        if config.action not in ACTIONS:
+            msg = f"drift.action {config.action!r} is unknown: use one of {', '.join(ACTIONS)}"
+            raise ConfigError(msg)
+        self.config = config
+        self.detector = detector
+        self.model, self.optimizer = model, optimizer
+        self.boost = (LearningRateBoost(optimizer, base_lr, config.boost, config.boost_steps)
+                      if config.action != "mark" else None)
+        self.challenger = challenger
+        self.trial: Trial | None = None
+
+    def after_step(self, x: np.ndarray, y: np.ndarray, loss: float, count: float) -> Response:
+        """After the model's step: `loss` is its global prequential mean over `count` samples
+        (this rank's window is `x`, `y`)."""
+        if not count:
+            return Response(Signal.NONE, None, None)
+        signal = self.detector.update(loss)
+        action = None
+        challenger_loss = None
+        if self.boost:
+            self.boost.tick()
+        if self.trial is not None:
+            challenger_sum = self._challenger().train(x, y)
+            challenger_loss = challenger_sum / count
+            self.trial.add(count, loss * count, challenger_sum, self.config.challenger_window)
+            action = self._judge()
+        if self.config.action == "boost" and signal is Signal.DRIFT:
+            self.boost.start()  # type: ignore[union-attr]
+            action = "boost"
+        elif (self.config.action == "challenger" and signal is not Signal.NONE
+              and self.trial is None and action is None):
+            self._challenger().start_from(self.model)
+            self.trial = Trial(recent=deque())
+            action = "challenger"
+        return Response(signal, action, challenger_loss)
+
+    def _challenger(self) -> Challenger:
+        assert self.challenger is not None, "drift.action 'challenger' builds one"
+        return self.challenger
+
+    def _judge(self) -> str | None:
+        assert self.trial is not None
+        if self.trial.challenger_wins(self.config.challenger_window):
+            self._promote()
+            return "promoted"
+        if self.trial.seen >= self.config.challenger_patience:
+            self.trial = None
+            return "dropped"
+        return None
+
+    def _promote(self) -> None:
+        challenger = self._challenger()
+        self.model.set_weights(challenger.model.get_weights())
+        for mine, theirs in zip(self.optimizer.variables, challenger.optimizer.variables,
+                                strict=True):
+            mine.assign(theirs)
+        if self.boost:  # the model carries on with the challenger's learning-rate decay
+            self.boost.left = challenger.boost.left
+        self.trial = None
+
+    # -- checkpoint -------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        trial = None
+        if self.trial is not None:
+            assert self.trial.recent is not None
+            trial = {"seen": self.trial.seen, "recent": [list(r) for r in self.trial.recent],
+                     "boost_left": self._challenger().boost.left}
+        return {"detector": self.detector.snapshot(),
+                "boost_left": self.boost.left if self.boost else 0, "trial": trial}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.detector.restore(state["detector"])
+        if self.boost:
+            self.boost.left = int(state["boost_left"])
+        trial = state.get("trial")
+        self.trial = None
+        if trial is not None:
+            self.trial = Trial(int(trial["seen"]), deque(
+                (float(c), float(a), float(b)) for c, a, b in trial["recent"]))
+            self._challenger().boost.left = int(trial["boost_left"])
+
+    def arrays(self) -> dict[str, list[np.ndarray]]:
+        """The running challenger's weights and optimizer, for the checkpoint."""
+        return self._challenger().arrays() if self.trial is not None else {}
+
+    def restore_arrays(self, arrays: dict[str, list[np.ndarray]] | None) -> None:
+        """Collective, after `restore`: a challenger that was running at the checkpoint gets
+        its weights back on every rank (`arrays` is the checkpoint's, on rank 0 only)."""
+        if self.trial is not None:
+            self._challenger().load(arrays)
