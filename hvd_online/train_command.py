@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 ReportConsumer = Callable[[StepReport], None]
 
 
+DRIFT_ACTIONS = {
+    "boost": "learning rate boosted, optimizer moments reset",
+    "challenger": "challenger model started",
+    "promoted": "challenger promoted: it replaces the model",
+    "dropped": "challenger dropped: it never beat the model",
+}
+
+
 class ProgressPrinter:
     """Rank 0 prints a line every `log_every` steps that trained something, and events."""
 
@@ -47,6 +55,9 @@ class ProgressPrinter:
         if report.drift:
             log.warning("DRIFT detected at step %d (after %d samples): prequential loss rose",
                         report.step, report.samples_total)
+        if report.drift_action:
+            log.warning("drift response at step %d: %s", report.step, DRIFT_ACTIONS.get(
+                report.drift_action, report.drift_action))
         if report.stopped or (report.count and (self._trained_steps - 1) % self.log_every == 0):
             log.info("%s", report.log_line())
 
@@ -103,7 +114,7 @@ def report_consumers(config: Config, world: World, layout: RunLayout, template: 
 
 
 def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
-                 last: StepReport | None) -> dict[str, Any]:
+                 last: StepReport | None, drift_events: list[list[Any]]) -> dict[str, Any]:
     return {
         "rank": world.rank, "steps": trainer.step,
         "samples_total": trainer.samples_total,
@@ -115,6 +126,7 @@ def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
         "partitions": {s.key: s.stats() for s in inputs.step_input.sources},
         "freshness": trainer.freshness.summary(),
         "weights_sha256": weights_digest(trainer.model),
+        "drift_events": drift_events,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -135,11 +147,14 @@ def train_command(config: Config) -> int:
         consumers = stack.enter_context(report_consumers(config, world, layout, template,
                                                          controls, trainer))
         last = None
+        drift_events: list[list[Any]] = []  # every rank's own record: they must agree
         for report in trainer.run():
             for consume in consumers:
                 consume(report)
+            if report.drift or report.drift_action:
+                drift_events.append([report.step, report.drift, report.drift_action])
             last = report
-        summary = rank_summary(world, trainer, inputs, last)
+        summary = rank_summary(world, trainer, inputs, last, drift_events)
     layout.summary(world.rank).write_text(json.dumps(summary, sort_keys=True, indent=1))
     # for people: equal weight digests show the ranks stayed in sync
     print(f"SUMMARY {json.dumps(summary, sort_keys=True)}", flush=True)

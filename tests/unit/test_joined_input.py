@@ -9,7 +9,6 @@ import keras
 import numpy as np
 import pytest
 
-from hvd_online import distributed
 from hvd_online.checkpoint import Resume, load_latest_checkpoint
 from hvd_online.config import load_config_text
 from hvd_online.control import Controls
@@ -72,11 +71,6 @@ def config_for(tmp_path: Path):
         '[join]\nevents_topic = "ev"\nlabels_topic = "lab"\nwindow_s = 0.2\nlateness_s = 0.05\n'
         'idle_s = 0.2\non_expiry = "label"\nexpiry_label = 0.0\n',
         [f'run.dir="{tmp_path}"'])
-
-
-@pytest.fixture(scope="module")
-def world():
-    return distributed.init_world(threads=1)
 
 
 def make(world, config, template, payloads, resume=None):

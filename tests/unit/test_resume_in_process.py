@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hvd_online import distributed
 from hvd_online.checkpoint import Resume, load_latest_checkpoint
 from hvd_online.config import load_config_text
 from hvd_online.control import Controls
@@ -20,11 +19,6 @@ from streams.codecs import RecordCodec
 from streams.testing import CountingSink, TestingSource
 from tests.integration.harness import LEDGER
 from tests.unit.test_trainer_in_process import Linear, payloads
-
-
-@pytest.fixture(scope="module")
-def world():
-    return distributed.init_world(threads=1)
 
 
 def config_for(tmp_path: Path, ledger: Path):

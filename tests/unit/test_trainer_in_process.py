@@ -5,9 +5,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pytest
 
-from hvd_online import distributed
 from hvd_online.config import load_config_text
 from hvd_online.control import Controls
 from hvd_online.inputs import LabelledInput
@@ -37,11 +35,6 @@ def payloads(template: Linear, n: int, seed: int = 0) -> list[bytes]:
     rows["x"] = rng.normal(size=(n, 4))
     rows["y"] = rows["x"] @ np.array([1.0, -2.0, 0.5, 3.0], dtype="f4")
     return RecordCodec(template.schema).encode_many(rows)
-
-
-@pytest.fixture(scope="module")
-def world():
-    return distributed.init_world(threads=1)
 
 
 def make_trainer(world, tmp_path: Path, sources, overrides=(), controls=None, hooks=()):

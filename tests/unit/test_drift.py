@@ -1,0 +1,210 @@
+"""Drift detectors on synthetic loss sequences, and what each response does to the optimizer."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hvd_online.config import DriftConfig
+from hvd_online.drift import Adwin, PageHinkley, Signal
+from hvd_online.drift_response import (
+    Challenger,
+    DriftResponse,
+    LearningRateBoost,
+    make_detector,
+    reset_optimizer_state,
+)
+from hvd_online.errors import ConfigError
+from tests.unit.test_trainer_in_process import Linear
+
+pytestmark = pytest.mark.usefixtures("world")  # Horovod up: a challenger restore broadcasts
+
+STEPS = 600
+
+
+def noisy(mean: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Per-step mean losses: the level plus the noise of a 64-sample mean."""
+    return mean + np.random.default_rng(seed).normal(0, 0.03, len(mean))
+
+
+def abrupt() -> np.ndarray:
+    return noisy(np.where(np.arange(STEPS) < 300, 0.1, 0.7))
+
+
+def gradual() -> np.ndarray:  # from 0.1 to 0.7 over 200 steps, starting at step 300
+    return noisy(0.1 + 0.6 * np.clip((np.arange(STEPS) - 300) / 200, 0, 1))
+
+
+def stationary() -> np.ndarray:
+    return noisy(np.full(STEPS, 0.1))
+
+
+def learning() -> np.ndarray:  # a loss that falls as the model learns is not drift
+    return noisy(0.1 + 0.8 * np.exp(-np.arange(STEPS) / 60))
+
+
+DETECTORS = {"page_hinkley": lambda: PageHinkley(0.005, 1.0, 30),
+             "adwin": lambda: Adwin(0.002, 0.02, 30)}
+
+
+def signals(detector, values) -> list[Signal]:
+    return [detector.update(float(v)) for v in values]
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_abrupt_drift_is_flagged_soon_after_it_starts_with_a_warning_first(name):
+    flags = signals(DETECTORS[name](), abrupt())
+    first = flags.index(Signal.DRIFT)
+    assert 300 <= first < 330, first
+    assert Signal.WARNING in flags[300:first + 1] or flags[first - 1] is Signal.WARNING \
+        or name == "adwin"  # ADWIN may cross both bounds at one check
+    assert Signal.DRIFT not in flags[:300]
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_gradual_drift_is_flagged_while_it_happens(name):
+    flags = signals(DETECTORS[name](), gradual())
+    assert Signal.DRIFT not in flags[:300]
+    first = flags.index(Signal.DRIFT)
+    assert 300 < first < 500, first
+
+
+@pytest.mark.parametrize("make", [stationary, learning])
+@pytest.mark.parametrize("name", DETECTORS)
+def test_no_drift_no_flag(name, make):
+    assert Signal.DRIFT not in signals(DETECTORS[name](), make())
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_a_restored_detector_flags_the_same_steps(name):
+    values = abrupt()
+    whole = signals(DETECTORS[name](), values)
+    first = DETECTORS[name]()
+    head = signals(first, values[:310])
+    second = DETECTORS[name]()
+    second.restore(first.snapshot())
+    assert head + signals(second, values[310:]) == whole
+
+
+def test_unknown_detector_or_action_is_a_config_error():
+    with pytest.raises(ConfigError, match="adwin"):
+        make_detector(DriftConfig(detector="cusum"))
+    with pytest.raises(ConfigError, match="mark, boost, challenger"):
+        DriftResponse(DriftConfig(detector="adwin", action="rollback"), Adwin(), None, None,
+                      0.1, None)
+
+
+def built(lr: float = 0.01):
+    template = Linear()
+    keras.utils.set_random_seed(0)
+    model = template.build_model()
+    optimizer = template.make_optimizer(lr)
+    optimizer.build(model.trainable_variables)
+    return template, model, optimizer
+
+
+def train_a_little(model, optimizer, steps: int = 5):
+    x = np.random.default_rng(1).normal(size=(32, 4)).astype("f4")
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x) - 1.0))
+        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+
+
+def test_reset_zeroes_moments_and_iterations_but_keeps_the_learning_rate():
+    _, model, optimizer = built(0.01)
+    train_a_little(model, optimizer)
+    assert int(optimizer.iterations.numpy()) == 5
+    reset_optimizer_state(optimizer)
+    values = {v.name: v.numpy() for v in optimizer.variables}
+    assert float(values.pop("learning_rate")) == pytest.approx(0.01)
+    assert all(not np.any(v) for v in values.values())
+
+
+def test_boost_multiplies_the_learning_rate_then_decays_back_linearly():
+    _, model, optimizer = built(0.01)
+    train_a_little(model, optimizer)
+    boost = LearningRateBoost(optimizer, 0.01, factor=10, steps=4)
+    boost.start()
+    rates = [float(optimizer.learning_rate.numpy())]
+    for _ in range(6):
+        boost.tick()
+        rates.append(float(optimizer.learning_rate.numpy()))
+    assert rates == pytest.approx([0.1, 0.0775, 0.055, 0.0325, 0.01, 0.01, 0.01])
+    assert int(optimizer.iterations.numpy()) == 0
+
+
+def test_boost_refuses_an_optimizer_with_a_schedule():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 100, 0.9)
+    with pytest.raises(ConfigError, match="schedule"):
+        LearningRateBoost(keras.optimizers.Adam(schedule), 0.01, 10, 10)
+
+
+def challenger_response(window: int = 64, patience: int = 640):
+    template, model, optimizer = built(0.01)
+    config = DriftConfig(detector="page_hinkley", action="challenger", challenger_window=window,
+                         challenger_patience=patience, boost=10, boost_steps=10)
+    specs = (tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None,), tf.float32))
+    challenger = Challenger(template, config, 0.01, specs, world_size=1)
+    detector = PageHinkley(0.005, 1.0, 5, warning=0.5)
+    return DriftResponse(config, detector, model, optimizer, 0.01, challenger), model
+
+
+def linear_batch(w, seed):
+    x = np.random.default_rng(seed).normal(size=(32, 4)).astype("f4")
+    return x, (x @ np.asarray(w, "f4")).astype("f4")
+
+
+def test_challenger_starts_at_a_warning_and_replaces_a_model_it_beats():
+    response, model = challenger_response()
+    for step in range(10):  # a stationary phase: nothing happens
+        assert response.after_step(*linear_batch([1, 1, 1, 1], step), 0.1, 32).action is None
+    started = response.after_step(*linear_batch([1, 1, 1, 1], 10), 1.2, 32)
+    assert started.signal is Signal.WARNING and started.action == "challenger"
+    assert response.challenger is not None
+    assert response.challenger.optimizer.learning_rate.numpy() == pytest.approx(0.1)
+    # the reported model loss stays far above the challenger's: it wins once its window of
+    # 64 samples is full (the drift flagged meanwhile starts no second challenger)
+    steps = [response.after_step(*linear_batch([1, 1, 1, 1], 11 + i), 50.0, 32)
+             for i in range(3)]
+    assert [s.signal for s in steps] == [Signal.DRIFT, Signal.NONE, Signal.NONE]
+    assert [s.action for s in steps] == [None, "promoted", None]
+    assert steps[0].challenger_loss is not None and steps[0].challenger_loss < 50
+    for mine, theirs in zip(model.get_weights(), response.challenger.model.get_weights(),
+                            strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert response.trial is None
+
+
+def test_a_challenger_that_never_wins_is_dropped_and_the_model_kept():
+    response, model = challenger_response(window=64, patience=96)
+    response.after_step(*linear_batch([1, 1, 1, 1], 0), 0.1, 32)
+    for _ in range(5):
+        response.after_step(*linear_batch([1, 1, 1, 1], 0), 0.1, 32)
+    before = model.get_weights()
+    assert response.after_step(*linear_batch([1, 1, 1, 1], 1), 1.2, 32).action == "challenger"
+    # the model's reported loss is 0: the challenger cannot beat it
+    actions = [response.after_step(*linear_batch([1, 1, 1, 1], 2 + i), 0.0, 32).action
+               for i in range(3)]
+    assert actions == [None, None, "dropped"]
+    for mine, kept in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(mine, kept)
+
+
+def test_a_running_challenger_survives_snapshot_and_restore():
+    response, _ = challenger_response()
+    for step in range(6):
+        response.after_step(*linear_batch([1, 1, 1, 1], step), 0.1, 32)
+    assert response.after_step(*linear_batch([1, 1, 1, 1], 6), 1.2, 32).action == "challenger"
+    response.after_step(*linear_batch([1, 1, 1, 1], 7), 1.2, 32)
+    state, arrays = response.snapshot(), response.arrays()
+    assert state["trial"]["seen"] == 32 and set(arrays) == {"challenger-weights",
+                                                            "challenger-optimizer"}
+
+    restored, _ = challenger_response()
+    restored.restore(state)
+    restored.restore_arrays(arrays)  # world size 1: the broadcast is the identity
+    assert restored.snapshot() == state
+    for got, want in zip(restored.challenger.model.get_weights(), arrays["challenger-weights"],
+                         strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -1,0 +1,112 @@
+"""The drift response inside the real training loop (one in-process rank): a drift triggers
+the configured action once, on the step the report shows, and a challenger that is running at
+a checkpoint comes back from it."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hvd_online.checkpoint import Resume, load_latest_checkpoint
+from hvd_online.control import Controls
+from hvd_online.inputs import LabelledInput
+from hvd_online.layout import RunLayout
+from hvd_online.trainer import OnlineTrainer
+from streams.codecs import RecordCodec
+from streams.testing import CountingSink, TestingSource
+from tests.unit.test_trainer_in_process import Linear, make_trainer
+
+DRIFT_AT = 3200  # samples: 100 steps of 32
+
+
+def drifting_payloads(n: int) -> list[bytes]:
+    """y = x . w, with w changed at DRIFT_AT."""
+    template = Linear()
+    rng = np.random.default_rng(0)
+    rows = np.zeros(n, dtype=template.schema.dtype)
+    rows["id"] = np.arange(n)
+    rows["x"] = rng.normal(size=(n, 4))
+    w = np.where(rows["id"][:, None] < DRIFT_AT, [1.0, -2.0, 0.5, 3.0], [-2.0, 1.0, 3.0, 0.5])
+    rows["y"] = 0.25 * np.sum(rows["x"] * w, axis=1)
+    return RecordCodec(template.schema).encode_many(rows)
+
+
+def drift_overrides(action: str) -> list[str]:
+    return ["drift.detector=page_hinkley", f"drift.action={action}", "drift.min_steps=60",
+            "drift.boost=5", "drift.boost_steps=20", "drift.challenger_window=256",
+            "drift.challenger_patience=3200", "train.learning_rate=0.02"]
+
+
+def run_to(trainer: OnlineTrainer, samples: int, controls: Controls | None = None,
+           save_at: int | None = None):
+    reports = []
+    for report in trainer.run():
+        reports.append(report)
+        if save_at is not None and report.step == save_at:
+            assert controls is not None
+            controls.request("save")
+        if report.samples_total >= samples:
+            return reports
+    return reports
+
+
+@pytest.mark.parametrize("action", ["boost", "challenger"])
+def test_a_drift_triggers_the_action_once_and_the_loss_recovers(world, tmp_path, action):
+    source = TestingSource(0, drifting_payloads(2 * DRIFT_AT))
+    trainer, _ = make_trainer(world, tmp_path, [source], drift_overrides(action))
+    reports = run_to(trainer, 2 * DRIFT_AT)
+    drifts = [r for r in reports if r.drift]
+    actions = [(r.samples_total, r.drift_action) for r in reports if r.drift_action]
+    assert len(drifts) == 1 and DRIFT_AT < drifts[0].samples_total <= DRIFT_AT + 5 * 32
+    if action == "boost":
+        assert actions == [(drifts[0].samples_total, "boost")]
+    else:
+        assert [a for _, a in actions] == ["challenger", "promoted"]
+        running = [r for r in reports if not math.isnan(r.challenger_loss)]
+        assert running and all(DRIFT_AT < r.samples_total <= actions[1][0] for r in running)
+    assert np.mean([r.loss for r in reports[-10:]]) < 0.05 * max(r.loss for r in reports)
+
+
+def test_mark_only_marks(world, tmp_path):
+    source = TestingSource(0, drifting_payloads(2 * DRIFT_AT))
+    trainer, _ = make_trainer(world, tmp_path, [source], drift_overrides("mark"))
+    lr = float(trainer.optimizer.learning_rate.numpy())
+    reports = run_to(trainer, 2 * DRIFT_AT)
+    assert sum(r.drift for r in reports) == 1
+    assert not any(r.drift_action for r in reports)
+    assert float(trainer.optimizer.learning_rate.numpy()) == lr
+
+
+def test_a_challenger_running_at_a_checkpoint_is_restored_from_it(world, tmp_path):
+    data = drifting_payloads(2 * DRIFT_AT)
+    controls = Controls()
+    source = TestingSource(0, data)
+    trainer, _ = make_trainer(world, tmp_path, [source], drift_overrides("challenger"),
+                              controls=controls)
+    reports = []
+    for report in trainer.run():
+        reports.append(report)
+        if report.drift_action == "challenger":
+            controls.request("save")  # the next step saves, with the challenger running
+        if report.checkpoint:
+            break
+    assert trainer.drift is not None and trainer.drift.trial is not None
+    challenger_weights = trainer.drift.challenger.model.get_weights()
+    found = load_latest_checkpoint(RunLayout(tmp_path).checkpoints)
+    assert found is not None and found.state.operators["drift"]["trial"] is not None
+    assert set(found.extra) == {"challenger-weights", "challenger-optimizer"}
+
+    resumed_source = TestingSource(0, data, resume_state=found.state.sources["testing-0"])
+    config = trainer.config
+    template = Linear()
+    step_input = LabelledInput([resumed_source], RecordCodec(template.schema), CountingSink(),
+                               32, 0.005)
+    resumed = OnlineTrainer(config, template, world, step_input, 2, Controls(), (),
+                            Resume(found.state, checkpoint=found))
+    assert resumed.drift is not None and resumed.drift.trial is not None
+    assert resumed.drift.snapshot() == found.state.operators["drift"]
+    for got, want in zip(resumed.drift.challenger.model.get_weights(), challenger_weights,
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+    after = run_to(resumed, 2 * DRIFT_AT)
+    assert [r.drift_action for r in after if r.drift_action] == ["promoted"]
