@@ -135,8 +135,15 @@ class PulsarPartitionSource(PartitionSource):
         restored snapshot was acknowledged by the run that took it."""
         if self._snapshot is None or self._snapshot[0] != snapshot:
             return
+        message_id = self._snapshot[1]
+        if message_id.entry_id() == 0 and message_id.batch_index() >= 0:
+            # Inside a batch in a ledger's first entry nothing whole can be acknowledged yet:
+            # the client would send entry -1, and pulsar-lite 0.2.0 then drops the connection
+            # and stops dispatching to every consumer of it (measured here: a 2-rank run
+            # stalled for good after its first checkpoint). The next checkpoint acks instead.
+            return
         try:
-            self._consumer.acknowledge_cumulative(self._snapshot[1])
+            self._consumer.acknowledge_cumulative(message_id)
         except Exception as err:  # noqa: BLE001 - broker away: the next checkpoint acks again
             log.warning("partition %d: acknowledge failed (%s); retried at the next checkpoint",
                         self.partition, err)
