@@ -63,7 +63,8 @@ class ConsoleState:
 
     def _record(self, report: dict[str, Any]) -> None:
         """Keep a bounded, evenly thinned history for pages opened mid-run."""
-        important = report.get("checkpoint") or report.get("stopped") or report.get("drift")
+        important = (report.get("checkpoint") or report.get("stopped") or report.get("drift")
+                     or report.get("drift_action"))
         if not report.get("count") and not important:
             return
         self._seen += 1
@@ -93,5 +94,6 @@ class ConsoleState:
 
 def _chart_point(report: dict[str, Any]) -> dict[str, Any]:
     keys = ("step", "samples_total", "loss", "metric", "samples_per_s", "checkpoint", "stopped",
-            "drift", "delayed_loss", "delayed_metric", "elapsed_s")
+            "drift", "drift_action", "challenger_loss", "delayed_loss", "delayed_metric",
+            "elapsed_s")
     return {k: report.get(k) for k in keys}

@@ -32,7 +32,7 @@
     });
   }
   const charts = {
-    loss: lineChart("loss-chart", ["loss", "smoothed", "drift detected"]),
+    loss: lineChart("loss-chart", ["loss", "smoothed", "drift / response"]),
     metric: lineChart("metric-chart", ["metric", "smoothed"]),
     rate: lineChart("rate-chart", ["samples/s"]),
     ranks: barChart("ranks-chart", ["step time (ms)", "window fill (%)"]),
@@ -40,6 +40,9 @@
     delayed: lineChart("delayed-chart", ["delayed loss", "delayed metric"]),
     delays: barChart("delay-chart", ["joined pairs"]),
   };
+  // a running drift challenger's prequential loss, next to the model's
+  charts.loss.data.datasets.push({ label: "challenger loss", data: [], pointRadius: 0,
+    borderWidth: 1.5, borderColor: "#e80" });
   const ema = { loss: null, metric: null, delayed_loss: null, delayed_metric: null };
   let joinSeen = null; // {t, totals} of the previous update, for the rates
   window.hvdConsole = { charts, received: 0 };
@@ -52,7 +55,13 @@
       charts[key].data.datasets[0].data.push({ x: p.step, y: value });
       charts[key].data.datasets[1].data.push({ x: p.step, y: ema[key] });
     }
-    if (p.drift && p.loss !== null) charts.loss.data.datasets[2].data.push({ x: p.step, y: p.loss });
+    if ((p.drift || p.drift_action) && p.loss !== null) {
+      charts.loss.data.datasets[2].data.push({ x: p.step, y: p.loss });
+    }
+    if (p.drift_action) $("drift-action").textContent = `${p.drift_action} at step ${p.step}`;
+    if (p.challenger_loss !== null && p.challenger_loss !== undefined) {
+      charts.loss.data.datasets[3].data.push({ x: p.step, y: p.challenger_loss });
+    }
     ["delayed_loss", "delayed_metric"].forEach((key, i) => {
       const value = p[key];
       if (value === null || value === undefined) return;
