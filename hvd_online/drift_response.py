@@ -18,7 +18,7 @@ every rank, and the challenger's own collective step runs on all of them or on n
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -130,17 +130,15 @@ class Trial:
     model's loss sum, the challenger's loss sum) over the last `challenger_window` samples."""
 
     seen: int = 0
-    recent: deque[tuple[float, float, float]] | None = None
+    recent: deque[tuple[float, float, float]] = field(default_factory=deque)
 
     def add(self, count: float, model_loss: float, challenger_loss: float, window: int) -> None:
-        assert self.recent is not None
         self.seen += int(count)
         self.recent.append((count, model_loss, challenger_loss))
         while sum(c for c, _, _ in self.recent) - self.recent[0][0] >= window:
             self.recent.popleft()
 
     def challenger_wins(self, window: int) -> bool:
-        assert self.recent is not None
         count = sum(c for c, _, _ in self.recent)
         return count >= window and sum(b for _, _, b in self.recent) < sum(
             a for _, a, _ in self.recent)
@@ -195,7 +193,7 @@ class DriftResponse:
         elif (self.config.action == "challenger" and signal is not Signal.NONE
               and self.trial is None and action is None):
             self._challenger().start_from(self.model)
-            self.trial = Trial(recent=deque())
+            self.trial = Trial()
             action = "challenger"
         return Response(signal, action, challenger_loss)
 
@@ -228,7 +226,6 @@ class DriftResponse:
     def snapshot(self) -> dict[str, Any]:
         trial = None
         if self.trial is not None:
-            assert self.trial.recent is not None
             trial = {"seen": self.trial.seen, "recent": [list(r) for r in self.trial.recent],
                      "boost_left": self._challenger().boost.left}
         return {"detector": self.detector.snapshot(),
