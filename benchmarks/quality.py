@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,11 +27,10 @@ from pathlib import Path
 import numpy as np
 import pulsar
 
-from benchmarks.common import ENV, REPO, steady_rate, summaries
+from benchmarks.common import REPO, run_ranks, steady_rate
 from benchmarks.quality_streams import STREAMS, stream_rows
 from examples.drift.model import HyperplaneClassifier
 from hvd_online.config import load_config
-from hvd_online.launch import horovodrun_command
 from hvd_online.layout import RunLayout
 from hvd_online.produce import produce
 from streams.broker import EmbeddedBroker, free_port
@@ -103,10 +101,7 @@ def run_hvd(url: str, stream: str, topic: str, total: int, overrides: list[str],
     argv = ["train", str(CONFIG), "--url", url, "--run-dir", str(run_dir)]
     for override in [*hvd_overrides(stream, topic, run_dir, total), *overrides]:
         argv += ["--set", override]
-    out = subprocess.run(horovodrun_command(2, argv), capture_output=True, text=True, env=ENV,
-                         timeout=1800)
-    if out.returncode or len(summaries(run_dir)) != 2:
-        raise RuntimeError(f"hvd-online failed:\n{(out.stdout + out.stderr)[-3000:]}")
+    run_ranks(2, argv, run_dir)
     rows = [json.loads(line) for line in RunLayout(run_dir).metrics.read_text().splitlines()]
     rows = [r for r in rows if r["count"] and r["metric"] is not None]
     seen = np.array([0] + [r["samples_total"] for r in rows], float)

@@ -17,6 +17,7 @@ every rank, and the challenger's own collective step runs on all of them or on n
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,8 +152,8 @@ class Response:
     signal: Signal
     #: "boost", "challenger", "promoted", "dropped" or None
     action: str | None
-    #: the challenger's prequential mean loss this step, while one runs
-    challenger_loss: float | None
+    #: the challenger's prequential mean loss this step while one runs, else NaN
+    challenger_loss: float = math.nan
 
 
 class DriftResponse:
@@ -176,10 +177,10 @@ class DriftResponse:
         """After the model's step: `loss` is its global prequential mean over `count` samples
         (this rank's window is `x`, `y`)."""
         if not count:
-            return Response(Signal.NONE, None, None)
+            return Response(Signal.NONE, None)
         signal = self.detector.update(loss)
         action = None
-        challenger_loss = None
+        challenger_loss = math.nan
         if self.boost:
             self.boost.tick()
         if self.trial is not None:

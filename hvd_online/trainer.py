@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -228,8 +227,7 @@ class OnlineTrainer:
         if response is None:
             return {}
         return {"drift": response.signal is Signal.DRIFT, "drift_action": response.action,
-                "challenger_loss": (math.nan if response.challenger_loss is None
-                                    else response.challenger_loss)}
+                "challenger_loss": response.challenger_loss}
 
     def _record_freshness(self, batch: Batch) -> None:
         if len(batch.sizes):
