@@ -5,7 +5,7 @@ River's LogisticRegression, HoeffdingAdaptiveTree and ARF then read the same rec
 (River in publish order, merged from the partitions by id). Prequential accuracy everywhere:
 each sample is predicted before it is learnt.
 
-    python -m benchmarks.quality            # all streams, all models (~15 min here)
+    python -m benchmarks.quality            # all streams, all models (~21 min here)
     python -m benchmarks.quality --quick    # shorter streams, no ARF (a few minutes)
 
 Columns: accuracy over the 10,000 samples before the drift; the dip (lowest rolling

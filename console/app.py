@@ -55,6 +55,12 @@ def create_app(state: ConsoleState, predictor: Predictor | None,
     def http_error(err: HTTPException) -> tuple[Response, int]:
         return jsonify(error=err.description or err.name), err.code or 500
 
+    @app.errorhandler(Exception)
+    def server_error(err: Exception) -> tuple[Response, int]:
+        # a bug, never bad input (that is a 4xx above): logged, and still JSON for clients
+        app.logger.exception("console request failed")
+        return jsonify(error=f"internal error: {type(err).__name__}"), 500
+
     app.register_blueprint(dashboard_blueprint(state, model_name))
     app.register_blueprint(control_blueprint(state, request_control, token))
     app.register_blueprint(models_blueprint(predictor, model_name))

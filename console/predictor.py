@@ -64,21 +64,24 @@ class Predictor:
             if isinstance(row, dict):
                 msg = f"instance {n}: an object must have the key {field!r}"
                 raise BadInput(msg)
-            if not _numeric_tree(row):
-                msg = f"instance {n}: values must be numbers (no strings, booleans or nulls)"
+            if not _numbers_nested(row, len(shape)):
+                msg = (f"instance {n}: must be numbers (no strings, booleans or nulls) in "
+                       f"lists nested {len(shape)} deep, shape {list(shape)}")
                 raise BadInput(msg)
         try:
             x = np.asarray(rows, dtype=np.float64)
-        except ValueError:
-            msg = f"instances must all have shape {list(shape)}"
+        except (ValueError, OverflowError):  # ragged, or an integer beyond any float
+            msg = f"instances must all have shape {list(shape)} and values a float can hold"
             raise BadInput(msg) from None
         if x.shape[1:] != shape:
             msg = f"each instance must have shape {list(shape)}, got {list(x.shape[1:])}"
             raise BadInput(msg)
-        if not np.isfinite(x).all():
-            msg = "instances contain NaN or infinity"
+        with np.errstate(over="ignore"):
+            out = x.astype(self.schema.dtype[field].base)
+        if not np.isfinite(out).all():
+            msg = "instances contain NaN, infinity or values too large for the model's dtype"
             raise BadInput(msg)
-        return x.astype(self.schema.dtype[field].base)
+        return out
 
     def predict(self, x: np.ndarray) -> tuple[int, list[Any]]:
         """The live model's outputs for `x` (JSON lists), and the step of its weights."""
@@ -94,7 +97,16 @@ class Predictor:
         return self.version, np.asarray(out).tolist()
 
 
-def _numeric_tree(value: Any) -> bool:
-    if isinstance(value, list):
-        return all(_numeric_tree(v) for v in value)
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _numbers_nested(value: Any, depth: int) -> bool:
+    """Numbers (not bools) in lists at most `depth` deep. Iterative: a body nested thousands
+    deep is an answer, not a RecursionError."""
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, list):
+            if level >= depth:
+                return False
+            stack.extend((v, level + 1) for v in item)
+        elif isinstance(item, bool) or not isinstance(item, int | float):
+            return False
+    return True

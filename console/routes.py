@@ -9,8 +9,10 @@ them with the collaborators they need.
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request, send_file
 
@@ -24,6 +26,23 @@ VENDOR_FILES = {
     "socket.io.min.js": NODE_MODULES / "socket.io-client" / "dist" / "socket.io.min.js",
 }
 Reply = Response | tuple[Response, int]
+
+
+def json_body() -> Any:
+    """The request's JSON body. Anything the parser refuses, including nesting too deep for
+    it (a RecursionError, which Flask's own get_json lets through as a 500), is a 400."""
+    if not request.is_json:
+        abort(400, description="body must be JSON with Content-Type: application/json")
+    try:
+        return json.loads(request.get_data())
+    except (ValueError, RecursionError) as err:
+        abort(400, description=f"body is not valid JSON: {type(err).__name__}")
+
+
+def same_token(given: str, token: str) -> bool:
+    """Constant-time comparison of a header's token with ours. As bytes: `hmac` refuses
+    non-ASCII `str`, and headers can carry any byte."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8"))
 
 
 def dashboard_blueprint(state: ConsoleState, model_name: str) -> Blueprint:
@@ -61,7 +80,7 @@ def control_blueprint(state: ConsoleState, request_control: Callable[[str], None
     def authorized() -> bool:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         given = given or request.headers.get("X-Console-Token", "")
-        return bool(given) and hmac.compare_digest(given, token)
+        return bool(given) and same_token(given, token)
 
     def control(name: str) -> Reply:
         if not authorized():
@@ -114,11 +133,8 @@ def models_blueprint(predictor: Predictor | None, model_name: str) -> Blueprint:
         if not sep or verb != "predict":
             abort(404, description="use POST /v1/models/<name>:predict")
         served = model_or_404(name)
-        body = request.get_json(silent=True)
-        if body is None:
-            abort(400, description="body must be JSON with Content-Type: application/json")
         try:
-            x = served.validate(body)
+            x = served.validate(json_body())
         except BadInput as err:
             abort(400, description=str(err))
         try:
