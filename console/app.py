@@ -15,8 +15,14 @@ from flask import Flask, Response, jsonify, request
 from flask_socketio import SocketIO
 from werkzeug.exceptions import HTTPException
 
+from console.metrics import RunMetrics
 from console.predictor import Predictor
-from console.routes import control_blueprint, dashboard_blueprint, models_blueprint
+from console.routes import (
+    control_blueprint,
+    dashboard_blueprint,
+    metrics_blueprint,
+    models_blueprint,
+)
 from console.state import ConsoleState
 
 MAX_BODY_BYTES = 1 << 20
@@ -29,6 +35,7 @@ class Console:
     app: Flask
     socketio: SocketIO
     state: ConsoleState
+    metrics: RunMetrics
     emit_interval_s: float
 
     def emit_pending(self) -> None:
@@ -63,7 +70,9 @@ def create_app(state: ConsoleState, predictor: Predictor | None,
 
     app.register_blueprint(dashboard_blueprint(state, model_name))
     app.register_blueprint(control_blueprint(state, request_control, token))
-    app.register_blueprint(models_blueprint(predictor, model_name))
+    metrics = RunMetrics(serving_version=lambda: predictor.version if predictor else 0)
+    app.register_blueprint(models_blueprint(predictor, model_name, metrics))
+    app.register_blueprint(metrics_blueprint(metrics))
 
     @socketio.on("connect")
     def connected() -> None:
@@ -71,4 +80,4 @@ def create_app(state: ConsoleState, predictor: Predictor | None,
         socketio.emit("history", {"points": state.history(), **state.snapshot(),
                                   "config": state.run_config}, to=request.sid)  # type: ignore[attr-defined]
 
-    return Console(app, socketio, state, emit_interval_s)
+    return Console(app, socketio, state, metrics, emit_interval_s)

@@ -4,18 +4,22 @@ them with the collaborators they need.
     dashboard  GET /, /vendor/<file>, /api/status, /api/history
     control    POST /api/save, /api/stop (token required)
     models     GET /v1/models/<name>[/metadata], POST /v1/models/<name>:predict
+    metrics    GET /metrics (Prometheus; read-only, no token)
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request, send_file
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from console.metrics import RunMetrics
 from console.predictor import BadInput, NotReady, Predictor
 from console.state import ConsoleState
 
@@ -102,7 +106,8 @@ def control_blueprint(state: ConsoleState, request_control: Callable[[str], None
     return bp
 
 
-def models_blueprint(predictor: Predictor | None, model_name: str) -> Blueprint:
+def models_blueprint(predictor: Predictor | None, model_name: str,
+                     metrics: RunMetrics) -> Blueprint:
     """TF-Serving's REST shape: status, metadata and predict for one model."""
     bp = Blueprint("models", __name__)
 
@@ -133,6 +138,7 @@ def models_blueprint(predictor: Predictor | None, model_name: str) -> Blueprint:
         if not sep or verb != "predict":
             abort(404, description="use POST /v1/models/<name>:predict")
         served = model_or_404(name)
+        started = time.perf_counter()
         try:
             x = served.validate(json_body())
         except BadInput as err:
@@ -141,6 +147,18 @@ def models_blueprint(predictor: Predictor | None, model_name: str) -> Blueprint:
             version, predictions = served.predict(x)
         except NotReady as err:
             abort(503, description=str(err))
-        return jsonify(predictions=predictions, model_version=str(version))
+        reply = jsonify(predictions=predictions, model_version=str(version))
+        metrics.predict_latency.observe(time.perf_counter() - started)
+        return reply
+
+    return bp
+
+
+def metrics_blueprint(metrics: RunMetrics) -> Blueprint:
+    bp = Blueprint("metrics", __name__)
+
+    @bp.get("/metrics")
+    def scrape() -> Response:
+        return Response(metrics.render(), mimetype=CONTENT_TYPE_LATEST)
 
     return bp

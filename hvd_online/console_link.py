@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from console.app import create_app
+from console.metrics import RunMetrics
 from console.predictor import Predictor
 from console.server import ConsoleServer
 from console.state import ConsoleState
@@ -28,9 +29,11 @@ log = logging.getLogger(__name__)
 
 
 class ConsoleLink:
-    def __init__(self, state: ConsoleState, predictor: Predictor, server: ConsoleServer,
-                 weights: Callable[[], list[np.ndarray]], publish_every_s: float = 0.25) -> None:
+    def __init__(self, state: ConsoleState, metrics: RunMetrics, predictor: Predictor,
+                 server: ConsoleServer, weights: Callable[[], list[np.ndarray]],
+                 publish_every_s: float = 0.25) -> None:
         self.state = state
+        self.metrics = metrics
         self.predictor = predictor
         self.server = server
         self._weights = weights
@@ -38,7 +41,9 @@ class ConsoleLink:
         self._published = 0.0
 
     def __call__(self, report: StepReport) -> None:
-        self.state.push(report.as_json())
+        figures = report.as_json()
+        self.state.push(figures)
+        self.metrics.observe(figures)
         now = time.monotonic()
         if report.applied and (now - self._published >= self.publish_every_s
                                or report.stopped or report.checkpoint):
@@ -63,4 +68,4 @@ def start_console(config: Config, layout: RunLayout, template: ModelTemplate,
              server.url, token)
     layout.root.mkdir(parents=True, exist_ok=True)
     layout.console_url.write_text(f"{server.url}\n")  # scripts and tests find the port here
-    return ConsoleLink(state, predictor, server, weights)
+    return ConsoleLink(state, console.metrics, predictor, server, weights)

@@ -39,6 +39,11 @@ class RunLayout:
         return self.root / "metrics.jsonl"
 
     @property
+    def tensorboard(self) -> Path:
+        """Rank 0's TensorBoard event files (`tensorboard --logdir runs`)."""
+        return self.root / "tensorboard"
+
+    @property
     def console_url(self) -> Path:
         """The console's address, written by rank 0 once it listens."""
         return self.root / "console.url"

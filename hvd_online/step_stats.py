@@ -7,16 +7,16 @@ per-partition values are "gathered" by summing vectors in which each rank fills 
 
 >>> layout = StatsLayout(world_size=2, partitions=4, counters=("joined",))
 >>> local = layout.local(rank=1, flags={Flag.SAVE}, step_time_s=0.5, fill=0.25,
-...                      partitions={1: (10, 40), 3: (7, 0)}, rejected=2, duplicates=0,
-...                      sums={"joined": 5})
+...                      partitions={1: (10, 40), 3: (7, 0)},
+...                      rejected={"wrong size": 2}, duplicates=0, sums={"joined": 5})
 >>> summed = np.concatenate([[1.0, 0.5, 8.0], local])
 >>> layout.count(summed), layout.flags(summed)
 (8, {<Flag.SAVE: 'save'>})
 >>> fields = layout.report_fields(summed)
 >>> fields["loss"], fields["rank_step_time_s"], fields["partition_backlog"]
 (0.125, [0.0, 0.5], [0, 10, 0, 7])
->>> fields["partition_lag_ms"], fields["rejected_total"], layout.sums(summed)
-([0, 40, 0, 0], 2, {'joined': 5.0})
+>>> fields["partition_lag_ms"], fields["rejected_by_reason"], layout.sums(summed)
+([0, 40, 0, 0], {'wrong size': 2}, {'joined': 5.0})
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ from typing import Any
 import numpy as np
 
 from hvd_online.control import Flag
+from streams.dead_letter import REASON_KINDS
 
 FLAGS = tuple(Flag)
+#: dead letters by kind of reason, then duplicates dropped: running totals of each rank
+COUNTS = len(REASON_KINDS) + 1
 
 
 def mean_or_nan(total: float, count: float) -> float:
@@ -44,19 +47,23 @@ class StatsLayout:
         self.partitions = partitions
         #: named sums the step's input adds (e.g. the join's), after the per-partition slots
         self.counters = tuple(counters)
-        self._counters_at = len(FLAGS) + 2 + 2 * world_size + 2 * partitions
+        self._counters_at = len(FLAGS) + COUNTS + 2 * world_size + 2 * partitions
         self.length = self._counters_at + len(self.counters)
 
     def local(self, rank: int, flags: Set[Flag], step_time_s: float, fill: float,
-              partitions: Mapping[int, tuple[int, int]], rejected: int,
+              partitions: Mapping[int, tuple[int, int]], rejected: Mapping[str, int],
               duplicates: int, sums: Mapping[str, float] | None = None) -> np.ndarray:
-        """`partitions`: {partition: (messages waiting, age of the oldest in ms)}."""
+        """`partitions`: {partition: (messages waiting, age of the oldest in ms)};
+        `rejected`: dead letters so far by `reason_kind`."""
         v = np.zeros(self.length, dtype=np.float32)
         for i, flag in enumerate(FLAGS):
             v[i] = flag in flags
         base = len(FLAGS)
-        v[base], v[base + 1] = rejected, duplicates
-        base += 2
+        for kind, n in rejected.items():
+            kind = kind if kind in REASON_KINDS else "other"
+            v[base + REASON_KINDS.index(kind)] += n
+        v[base + len(REASON_KINDS)] = duplicates
+        base += COUNTS
         v[base + rank] = step_time_s
         v[base + self.world_size + rank] = fill
         base += 2 * self.world_size
@@ -80,15 +87,18 @@ class StatsLayout:
         """The `StepReport` fields this vector carries."""
         n, w, p = len(FLAGS), self.world_size, self.partitions
         rest = summed[self.HEAD :]
-        per_rank = rest[n + 2 : n + 2 + 2 * w]
-        per_partition = rest[n + 2 + 2 * w : n + 2 + 2 * w + 2 * p]
+        rejected = [int(round(r)) for r in rest[n : n + len(REASON_KINDS)]]
+        per_rank = rest[n + COUNTS : n + COUNTS + 2 * w]
+        per_partition = rest[n + COUNTS + 2 * w : n + COUNTS + 2 * w + 2 * p]
         count = self.count(summed)
         return {
             "count": count,
             "loss": mean_or_nan(float(summed[0]), count),
             "metric": mean_or_nan(float(summed[1]), count),
-            "rejected_total": int(round(rest[n])),
-            "duplicates_total": int(round(rest[n + 1])),
+            "rejected_total": sum(rejected),
+            "rejected_by_reason": {kind: r for kind, r in zip(REASON_KINDS, rejected,
+                                                              strict=True) if r},
+            "duplicates_total": int(round(rest[n + len(REASON_KINDS)])),
             "rank_step_time_s": [float(t) for t in per_rank[:w]],
             "rank_fill": [float(f) for f in per_rank[w:]],
             "partition_backlog": [int(round(b)) for b in per_partition[:p]],

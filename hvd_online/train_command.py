@@ -25,6 +25,7 @@ from hvd_online.loading import load_object
 from hvd_online.reports import StepReport
 from hvd_online.session import RankInputs, install_signal_handlers, open_inputs, read_resume
 from hvd_online.template import ModelTemplate, load_template
+from hvd_online.tensorboard_log import TensorBoardLog
 from hvd_online.trainer import OnlineTrainer, StepHook, weights_digest
 
 log = logging.getLogger(__name__)
@@ -96,14 +97,18 @@ def load_step_hooks(config: Config, world: World, template: ModelTemplate) -> li
 @contextmanager
 def report_consumers(config: Config, world: World, layout: RunLayout, template: ModelTemplate,
                      controls: Controls, trainer: OnlineTrainer) -> Iterator[list[ReportConsumer]]:
-    """Who reads the step reports: on rank 0 the printer, the metrics log and the console."""
+    """Who reads the step reports: on rank 0 the printer, the metrics log, TensorBoard and
+    the console."""
     if not world.is_chief:
         yield []
         return
     with ExitStack() as stack:
         metrics = MetricsLog(layout.metrics)
         stack.callback(metrics.close)
-        consumers: list[ReportConsumer] = [ProgressPrinter(config.train.log_every), metrics]
+        tensorboard = TensorBoardLog(layout.tensorboard)
+        stack.callback(tensorboard.close)
+        consumers: list[ReportConsumer] = [ProgressPrinter(config.train.log_every), metrics,
+                                           tensorboard]
         if config.console.enabled:
             from hvd_online.console_link import start_console  # Flask only where it serves
 

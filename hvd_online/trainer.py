@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -251,5 +251,8 @@ class OnlineTrainer:
     def _duplicates(self) -> int:
         return sum(s.stats().get("duplicates", 0) for s in self.sources)
 
-    def _rejected(self) -> int:
-        return sum(sink.total for sink in self.input.dead_letters)
+    def _rejected(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for sink in self.input.dead_letters:
+            counts.update(sink.counts)
+        return counts

@@ -17,6 +17,11 @@ from streams.topics import dead_letter_topic
 log = logging.getLogger(__name__)
 
 
+#: the kinds the codecs reject for (`streams/codecs.py`); anything else counts as "other"
+REASON_KINDS = ("wrong size", "non-finite value (NaN or inf) in a float field",
+                "bad JSON record", "other")
+
+
 def reason_kind(reason: str) -> str:
     """The part of a rejection reason before its details: what dead letters are counted by.
 

@@ -1,10 +1,28 @@
 """Two real Horovod ranks train from a real pulsar-lite broker."""
 
+import json
+from pathlib import Path
+
 import pytest
 
+from hvd_online.layout import RunLayout
 from tests.integration.harness import produce_from, read_ledger, run_ranks, write_config
 
 pytestmark = pytest.mark.integration
+
+
+def tensorboard_scalars(directory: Path) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} from every event file under `directory`."""
+    import tensorflow as tf
+
+    series: dict[str, dict[int, float]] = {}
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    scalar = float(tf.make_ndarray(value.tensor))
+                    series.setdefault(value.tag, {})[event.step] = scalar
+    return series
 
 
 @pytest.mark.parametrize("per_message", [1, 8], ids=["one-per-message", "packed-8"])
@@ -36,6 +54,15 @@ def test_two_ranks_learn_each_sample_exactly_once_and_end_in_sync(broker, topic,
     losses = run.losses()
     assert len(losses) > 20
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 / 2, "prequential loss must fall"
+
+    # TensorBoard: a throttled subset of the steps, each equal to metrics.jsonl's figure
+    layout = RunLayout(tmp_path / "run")
+    logged = {r["step"]: r["loss"] for r in map(json.loads, layout.metrics.open())
+              if r["loss"] is not None}
+    board = tensorboard_scalars(layout.tensorboard)["train/loss"]
+    assert len(board) >= 2 and set(board) <= set(logged)
+    assert all(abs(board[step] - logged[step]) < 1e-6 * max(1, logged[step]) for step in board)
+    assert "events/checkpoint" in tensorboard_scalars(layout.tensorboard)
 
 
 def test_idle_partitions_and_an_idle_rank_never_block_training(broker, topic, tmp_path):

@@ -32,7 +32,8 @@ SCHEMA = Schema.from_fields([("id", "<i8"), ("x", "<f4", (3,)), ("y", "<f4")],
                             features="x", label="y", key="id")
 
 ROUTES = [("GET", "/"), ("GET", "/api/status"), ("GET", "/api/history"),
-          ("POST", "/api/save"), ("POST", "/api/stop"), ("GET", "/vendor/x.js"),
+          ("POST", "/api/save"), ("POST", "/api/stop"), ("GET", "/metrics"),
+          ("GET", "/vendor/x.js"),
           ("GET", "/vendor/chart.umd.min.js"), ("GET", f"/v1/models/{MODEL}"),
           ("GET", f"/v1/models/{MODEL}/metadata"), ("POST", f"/v1/models/{MODEL}:predict"),
           ("POST", "/v1/models/other:predict"), ("POST", f"/v1/models/{MODEL}:x")]

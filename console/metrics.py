@@ -1,0 +1,123 @@
+"""The run's figures for Prometheus, served read-only at GET /metrics.
+
+`RunMetrics` consumes the same step reports as the dashboard (JSON form) and keeps its own
+registry (not the process-wide default), so each app - and each test - starts from zero.
+Reports carry running totals; counters advance by the difference, so they only go up, also
+across a resume (the first report adds what the run had before).
+
+>>> metrics = RunMetrics(serving_version=lambda: 7)
+>>> metrics.observe({"step": 3, "samples_total": 96, "loss": 0.5, "metric": 0.25,
+...                  "partition_backlog": [2], "partition_lag_ms": [1500],
+...                  "rejected_by_reason": {"wrong size": 1}, "duplicates_total": 0,
+...                  "skipped_steps": 0, "drift": False, "drift_action": None, "join": None,
+...                  "checkpoint": None})
+>>> text = metrics.render().decode()
+>>> "hvd_online_samples_total 96.0" in text, "hvd_online_serving_version 7.0" in text
+(True, True)
+>>> 'hvd_online_partition_lag_seconds{partition="0"} 1.5' in text
+True
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: predict latency buckets in seconds: the target is p99 < 20 ms
+PREDICT_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+
+
+class RunMetrics:
+    def __init__(self, serving_version: Callable[[], int]) -> None:
+        self.registry = registry = CollectorRegistry()
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"hvd_online_{name}", doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(f"hvd_online_{name}", doc, labels, registry=registry)
+
+        self.samples = counter("samples", "Samples trained, all ranks")
+        self.steps = counter("steps", "Synchronised steps taken")
+        self.loss = gauge("loss", "Prequential mean loss of the last step with samples")
+        self.metric = gauge("metric", "Prequential mean metric of the last step with samples")
+        self.backlog = gauge("partition_backlog_messages",
+                             "Messages received but not yet trained", ("partition",))
+        self.lag = gauge("partition_lag_seconds", "Age of the oldest message waiting",
+                         ("partition",))
+        self.dead_letters = counter("dead_letters", "Malformed messages sent to the DLQ",
+                                    ("reason",))
+        self.duplicates = counter("duplicates_dropped", "Redelivered messages dropped")
+        self.skipped = counter("skipped_steps", "Steps skipped (non-finite gradients)")
+        self.drift = counter("drift_events", "Drift flags and the responses taken", ("action",))
+        self.predict_latency = Histogram(
+            "hvd_online_predict_latency_seconds", "Predict route latency, validation to reply",
+            buckets=PREDICT_BUCKETS, registry=registry)
+        gauge("serving_version", "Training step of the weights predict answers with") \
+            .set_function(lambda: float(serving_version()))
+        self._checkpoint_at: float | None = None
+        gauge("checkpoint_age_seconds", "Seconds since the last checkpoint (-1: none yet)") \
+            .set_function(lambda: -1.0 if self._checkpoint_at is None
+                          else time.time() - self._checkpoint_at)
+        self._join_counters: dict[str, Counter] = {}
+        self._join_gauges: dict[str, Gauge] = {}
+        self._last: dict[str, float] = {}
+
+    def _advance(self, counter: Counter, key: str, total: float) -> None:
+        """Move `counter` up to the running `total` reported under `key`."""
+        delta = total - self._last.get(key, 0.0)
+        if delta > 0:
+            counter.inc(delta)
+        self._last[key] = max(total, self._last.get(key, 0.0))
+
+    def observe(self, report: dict[str, Any]) -> None:
+        """One step report, as `StepReport.as_json()` gives it."""
+        self._advance(self.samples, "samples", report["samples_total"])
+        self._advance(self.steps, "steps", report["step"])
+        for gauge, key in ((self.loss, "loss"), (self.metric, "metric")):
+            if report.get(key) is not None:
+                gauge.set(report[key])
+        for p, waiting in enumerate(report.get("partition_backlog", [])):
+            self.backlog.labels(str(p)).set(waiting)
+        for p, lag_ms in enumerate(report.get("partition_lag_ms", [])):
+            self.lag.labels(str(p)).set(lag_ms / 1000)
+        for reason, total in report.get("rejected_by_reason", {}).items():
+            self._advance(self.dead_letters.labels(reason), f"dlq:{reason}", total)
+        self._advance(self.duplicates, "duplicates", report.get("duplicates_total", 0))
+        self._advance(self.skipped, "skipped", report.get("skipped_steps", 0))
+        if report.get("drift"):
+            self.drift.labels("detected").inc()
+        if report.get("drift_action"):
+            self.drift.labels(report["drift_action"]).inc()
+        if report.get("checkpoint"):
+            self._checkpoint_at = time.time()
+        self._observe_join(report.get("join"))
+
+    def _observe_join(self, join: dict[str, float] | None) -> None:
+        """The event/label join's figures: pending sizes are gauges, running totals and
+        per-step counts are counters."""
+        for name, value in (join or {}).items():
+            if name.startswith("delay_"):
+                continue  # the console's label-delay histogram, per step
+            if name.startswith("pending"):
+                if name not in self._join_gauges:
+                    self._join_gauges[name] = Gauge(
+                        f"hvd_online_join_{name}", f"Join: {name.replace('_', ' ')}",
+                        registry=self.registry)
+                self._join_gauges[name].set(value)
+                continue
+            base = name.removesuffix("_total")
+            if base not in self._join_counters:
+                self._join_counters[base] = Counter(
+                    f"hvd_online_join_{base}", f"Join: {base.replace('_', ' ')}",
+                    registry=self.registry)
+            if name.endswith("_total"):
+                self._advance(self._join_counters[base], f"join:{name}", value)
+            elif value > 0:
+                self._join_counters[base].inc(value)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
