@@ -1,11 +1,13 @@
 """Load check of the predict route while 2 ranks train (a benchmark, not a test).
 
 Starts a pulsar-lite broker, a producer at a steady rate and `horovodrun -np 2` training with
-the console on a free port, then sends predict requests from a few client threads for a fixed
-time and prints p50/p99 latency and requests/s (and writes them as JSON).
+the console on a free port, then, for each number of clients and batch size, sends predict
+requests for a fixed time (each client one keep-alive connection, one request at a time) and
+prints p50/p99 latency, requests/s and the samples/s training kept up meanwhile (and writes
+them as JSON).
 
-    .venv/bin/python -m benchmarks.predict_load [--seconds 20] [--clients 4] [--batch 1]
-        [--samples-per-message 1]
+    .venv/bin/python -m benchmarks.predict_load [--seconds 20] [--clients 1,4,16]
+        [--batch 1,64] [--rate 5000] [--samples-per-message 1]
 
 (`python -m benchmarks.run` runs it too, next to the other cases.)
 """
@@ -13,6 +15,7 @@ time and prints p50/p99 latency and requests/s (and writes them as JSON).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import statistics
 import subprocess
@@ -22,6 +25,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from benchmarks.common import ENV, REPO
 from hvd_online.launch import horovodrun_command
@@ -55,13 +59,26 @@ def load(url: str, seconds: float, clients: int, batch: int, inputs: int) -> dic
     latencies: list[float] = []
     errors = []
     stop_at = time.monotonic() + seconds
+    address = urlsplit(url)
 
     def client() -> None:
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
         while time.monotonic() < stop_at:
+            start = time.perf_counter()
             try:
-                latencies.append(request(url, body))
+                connection.request("POST", address.path, body,
+                                   {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"status {response.status}")
+                latencies.append(time.perf_counter() - start)
             except Exception as err:  # noqa: BLE001 - counted and reported
                 errors.append(str(err))
+                connection.close()
+                connection = http.client.HTTPConnection(address.hostname, address.port,
+                                                        timeout=10)
+        connection.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     start = time.monotonic()
@@ -81,8 +98,14 @@ def load(url: str, seconds: float, clients: int, batch: int, inputs: int) -> dic
     }
 
 
-def predict_under_load(clients: int, batch: int, rate: float, samples_per_message: int,
-                       seconds: float) -> dict:
+def samples_total(base: str) -> int:
+    with urllib.request.urlopen(f"{base}api/status", timeout=10) as reply:
+        latest = json.loads(reply.read()).get("latest") or {}
+    return int(latest.get("samples_total", 0))
+
+
+def predict_under_load(clients: list[int], batches: list[int], rate: float,
+                       samples_per_message: int, seconds: float) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="hvd-online-bench-"))
     with EmbeddedBroker(work / "broker") as broker:
         config = write_config(work, broker.url)
@@ -108,20 +131,31 @@ def predict_under_load(clients: int, batch: int, rate: float, samples_per_messag
                     break
                 except Exception:  # noqa: BLE001 - 503 until training has started
                     time.sleep(0.5)
-            result = load(predict, seconds, clients, batch, inputs=16)
+            time.sleep(5)  # training up to speed
+            results = []
+            for batch in batches:
+                for n in clients:
+                    before, started = samples_total(base), time.monotonic()
+                    result = load(predict, seconds, n, batch, inputs=16)
+                    trained = (samples_total(base) - before) / (time.monotonic() - started)
+                    results.append({**result, "trained_samples_per_s": trained,
+                                    "stream_rate": rate,
+                                    "samples_per_message": samples_per_message})
+                    print(table(results[-1:]), flush=True)
         finally:
             for process in (ranks, producer):
                 process.terminate()
                 process.wait(30)
-    return {**result, "stream_rate": rate, "samples_per_message": samples_per_message}
+    return results
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| samples/message | clients | batch | requests/s | p50 ms | p99 ms | errors |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| samples/message | clients | batch | requests/s | p50 ms | p99 ms | errors | "
+             "trained samples/s |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['samples_per_message']} | {r['clients']} | {r['batch']} | "
-              f"{r['requests_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-              f"{r['errors']} |" for r in results]
+              f"{r['requests_per_s']:.0f} | "
+              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+              f"{r['trained_samples_per_s']:,.0f} |" for r in results]
     return "\n".join(lines)
 
 
@@ -129,18 +163,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--clients", default="1,4,16", help="comma-separated")
+    parser.add_argument("--batch", default="1,64", help="instances per request, comma-separated")
     parser.add_argument("--rate", type=float, default=5000, help="stream samples/s")
     parser.add_argument("--samples-per-message", type=int, default=1,
                         help="records packed into one Pulsar message")
     parser.add_argument("--json", default="benchmarks/results/predict_load.json")
     args = parser.parse_args()
-    result = predict_under_load(args.clients, args.batch, args.rate, args.samples_per_message,
-                                args.seconds)
-    print(table([result]))
+    results = predict_under_load([int(c) for c in args.clients.split(",")],
+                                 [int(b) for b in args.batch.split(",")], args.rate,
+                                 args.samples_per_message, args.seconds)
+    print(table(results))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1))
+    Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 

@@ -164,9 +164,9 @@ def main() -> int:
                                                        10 if args.quick else 30)
     if "predict" not in skip:
         seconds = 5 if args.quick else 20
-        report["predict"] = [predict_load.predict_under_load(clients, 1, 5000, per_message,
-                                                             seconds)
-                             for per_message in (1, PACKED) for clients in (1, 4)]
+        report["predict"] = [result for per_message in (1, PACKED)
+                             for result in predict_load.predict_under_load(
+                                 [1, 4], [1], 5000, per_message, seconds)]
     show(report)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))

@@ -1,8 +1,8 @@
 """Predictions from the live weights without touching the training model.
 
-Keras is not thread-safe, so web threads use their own copy of the model. The training
-thread publishes a snapshot of the weights between steps (never half-updated); the next
-request loads it into the copy under a lock.
+Keras is not thread-safe, so web threads use their own copy of the model. Whole snapshots
+of the weights are published to it (in the console process, by the thread that reads them
+from shared memory); the next request loads the newest into the copy under a lock.
 """
 
 from __future__ import annotations

@@ -98,6 +98,16 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """TF-Serving versions: RUN_DIR/serving/<console.model_name>/<step>/ (a SavedModel)."""
+
+    #: write a version every this many seconds (and at every checkpoint); 0 = never
+    export_every_s: float = 60.0
+    #: how many versions to keep on disk
+    keep: int = 5
+
+
+@dataclass(frozen=True)
 class CheckpointConfig:
     #: save every this many steps (0 = off)
     every_steps: int = 0
@@ -188,6 +198,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     join: JoinConfig = field(default_factory=JoinConfig)
     produce: ProduceConfig = field(default_factory=ProduceConfig)

@@ -1,71 +1,112 @@
-"""Links the training loop to the console on rank 0: the console is one report consumer.
+"""Links the training loop to the console on rank 0: the console is one report consumer, and
+runs in a process of its own (`hvd_online.console_process`).
 
-The link runs on the training thread and never blocks it: reports go to the console's
-bounded drop-oldest queue, weights to the predictor's snapshot slot (copied at most every
-`publish_every_s`, and at checkpoints and the end).
+The link runs on the training thread and never blocks it: reports go into a bounded queue
+(dropped, and counted, when the console process falls behind), weights into shared memory
+(copied at most every `publish_every_s`, and at checkpoints and the end), and save/stop
+requests come back through a queue polled at every report.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import queue
 import secrets
 import time
 from collections.abc import Callable
+from multiprocessing.queues import Queue
+from typing import Any
 
 import numpy as np
 
-from console.app import create_app
-from console.metrics import RunMetrics
-from console.predictor import Predictor
-from console.server import ConsoleServer
-from console.state import ConsoleState
+from console.shared_weights import SharedWeights
 from hvd_online.config import Config, config_as_dict
+from hvd_online.console_process import ConsoleSpec, serve
 from hvd_online.control import Controls
+from hvd_online.errors import HvdOnlineError
 from hvd_online.layout import RunLayout
 from hvd_online.reports import StepReport
-from hvd_online.template import ModelTemplate, build_model
 
 log = logging.getLogger(__name__)
 
+START_TIMEOUT_S = 120.0
+
 
 class ConsoleLink:
-    def __init__(self, state: ConsoleState, metrics: RunMetrics, predictor: Predictor,
-                 server: ConsoleServer, weights: Callable[[], list[np.ndarray]],
+    def __init__(self, process: multiprocessing.process.BaseProcess, reports: Queue[Any],
+                 requests: Queue[Any], weights: SharedWeights, controls: Controls,
+                 model_weights: Callable[[], list[np.ndarray]], url: str,
                  publish_every_s: float = 0.25) -> None:
-        self.state = state
-        self.metrics = metrics
-        self.predictor = predictor
-        self.server = server
+        self.process = process
+        self._reports = reports
+        self._requests = requests
         self._weights = weights
+        self._controls = controls
+        self._model_weights = model_weights
+        self.url = url
         self.publish_every_s = publish_every_s
         self._published = 0.0
+        self.dropped = 0
 
     def __call__(self, report: StepReport) -> None:
-        figures = report.as_json()
-        self.state.push(figures)
-        self.metrics.observe(figures)
+        try:
+            self._reports.put_nowait(report.as_json())
+        except queue.Full:
+            self.dropped += 1
         now = time.monotonic()
         if report.applied and (now - self._published >= self.publish_every_s
                                or report.stopped or report.checkpoint):
             self._published = now
-            self.predictor.publish(report.step, self._weights())
+            self._weights.publish(report.step, self._model_weights())
+        while True:
+            try:
+                self._controls.request(self._requests.get_nowait())
+            except queue.Empty:
+                break
 
     def close(self) -> None:
-        self.server.finish()
+        self._reports.put(None)
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self._weights.close()
+        if self.dropped:
+            log.info("console: %d step reports dropped (its process fell behind)", self.dropped)
 
 
-def start_console(config: Config, layout: RunLayout, template: ModelTemplate,
-                  controls: Controls, weights: Callable[[], list[np.ndarray]]) -> ConsoleLink:
-    """Rank 0 only: the one web server. Call after the trainer built its model (Keras names
-    layers by a process-wide counter; the predictor's copy must not shift the trainer's)."""
+def start_console(config: Config, layout: RunLayout, controls: Controls,
+                  model_weights: Callable[[], list[np.ndarray]]) -> ConsoleLink:
+    """Rank 0 only: start the console process and wait until it listens."""
     token = config.console.token or secrets.token_urlsafe(16)
-    state = ConsoleState(config_as_dict(config))
-    predictor = Predictor(build_model(template, config.model.pretrained), template.schema)
-    console = create_app(state, predictor, controls.request, token,
-                         model_name=config.console.model_name)
-    server = ConsoleServer(console, config.console.host, config.console.port)
-    log.info("console at %s  (token for save/stop: %s; open %s?token=%s)", server.url, token,
-             server.url, token)
+    first = model_weights()
+    weights = SharedWeights.create([(w.shape, w.dtype.name) for w in first])
+    context = multiprocessing.get_context("spawn")  # never fork TensorFlow and Horovod
+    reports: Queue[Any] = context.Queue(maxsize=2000)
+    requests: Queue[Any] = context.Queue()
+    ready, ready_child = context.Pipe(duplex=False)
+    spec = ConsoleSpec(
+        template=config.model.template, params=dict(config.model.params),
+        pretrained=config.model.pretrained, run_config=config_as_dict(config),
+        host=config.console.host, port=config.console.port, token=token,
+        model_name=config.console.model_name, weights_name=weights.name,
+        weights_layout=weights.layout)
+    process = context.Process(target=serve, args=(spec, reports, requests, ready_child),
+                              name="hvd-online-console", daemon=True)
+    process.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not ready.poll(0.2):
+        if not process.is_alive() or time.monotonic() > deadline:
+            process.terminate()
+            weights.close()
+            msg = (f"the console process exited with code {process.exitcode} (its error is "
+                   "above)" if process.exitcode is not None else
+                   f"the console process did not start within {START_TIMEOUT_S:.0f} s")
+            raise HvdOnlineError(msg)
+    url = ready.recv()
+    log.info("console at %s  (token for save/stop: %s; open %s?token=%s)", url, token, url,
+             token)
     layout.root.mkdir(parents=True, exist_ok=True)
-    layout.console_url.write_text(f"{server.url}\n")  # scripts and tests find the port here
-    return ConsoleLink(state, console.metrics, predictor, server, weights)
+    layout.console_url.write_text(f"{url}\n")  # scripts and tests find the port here
+    return ConsoleLink(process, reports, requests, weights, controls, model_weights, url)

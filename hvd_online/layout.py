@@ -38,6 +38,10 @@ class RunLayout:
         """Rank 0's step reports, one JSON object a line."""
         return self.root / "metrics.jsonl"
 
+    def serving(self, model_name: str) -> Path:
+        """TF-Serving's model base path: one numbered SavedModel directory per version."""
+        return self.root / "serving" / model_name
+
     @property
     def tensorboard(self) -> Path:
         """Rank 0's TensorBoard event files (`tensorboard --logdir runs`)."""

@@ -23,8 +23,9 @@ from hvd_online.errors import ConfigError
 from hvd_online.layout import RunLayout
 from hvd_online.loading import load_object
 from hvd_online.reports import StepReport
+from hvd_online.serving import ServingExporter, remove_versions_after
 from hvd_online.session import RankInputs, install_signal_handlers, open_inputs, read_resume
-from hvd_online.template import ModelTemplate, load_template
+from hvd_online.template import ModelTemplate, build_model, load_template
 from hvd_online.tensorboard_log import TensorBoardLog
 from hvd_online.trainer import OnlineTrainer, StepHook, weights_digest
 
@@ -97,8 +98,8 @@ def load_step_hooks(config: Config, world: World, template: ModelTemplate) -> li
 @contextmanager
 def report_consumers(config: Config, world: World, layout: RunLayout, template: ModelTemplate,
                      controls: Controls, trainer: OnlineTrainer) -> Iterator[list[ReportConsumer]]:
-    """Who reads the step reports: on rank 0 the printer, the metrics log, TensorBoard and
-    the console."""
+    """Who reads the step reports: on rank 0 the printer, the metrics log, TensorBoard, the
+    serving exporter and the console."""
     if not world.is_chief:
         yield []
         return
@@ -109,13 +110,30 @@ def report_consumers(config: Config, world: World, layout: RunLayout, template: 
         stack.callback(tensorboard.close)
         consumers: list[ReportConsumer] = [ProgressPrinter(config.train.log_every), metrics,
                                            tensorboard]
+        exporter = serving_exporter(config, layout, template, trainer)
+        stack.callback(exporter.close)
+        consumers.append(exporter)
         if config.console.enabled:
-            from hvd_online.console_link import start_console  # Flask only where it serves
+            from hvd_online.console_link import start_console
 
-            link = start_console(config, layout, template, controls, trainer.model.get_weights)
+            link = start_console(config, layout, controls, trainer.model.get_weights)
             stack.callback(link.close)
             consumers.append(link)
         yield consumers
+
+
+def serving_exporter(config: Config, layout: RunLayout, template: ModelTemplate,
+                     trainer: OnlineTrainer) -> ServingExporter:
+    """TF-Serving versions of this run, reconciled first with the step it resumes from."""
+    base = layout.serving(config.console.model_name)
+    rolled_back = remove_versions_after(base, trainer.step)
+    if rolled_back:
+        log.warning("serving: removed versions %s, newer than the resumed step %d",
+                    rolled_back, trainer.step)
+    # built after the trainer's model: Keras names layers by a process-wide counter
+    copy = build_model(template, config.model.pretrained)
+    return ServingExporter(base, template, copy, trainer.model.get_weights,
+                           config.serving.export_every_s, config.serving.keep)
 
 
 def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,

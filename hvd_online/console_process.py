@@ -1,0 +1,89 @@
+"""The console in a process of its own on rank 0's host: web requests (the dashboard,
+Socket.IO, save/stop, predict) never take the training process's GIL or wait on its steps.
+
+    training process                              console process
+    ConsoleLink --- step reports (queue) ------>  ConsoleState, RunMetrics
+                --- weights (shared memory) --->  Predictor (its own model)
+                <-- save/stop (queue) ----------  control routes
+
+Started with "spawn" (a fresh interpreter: forking a process that runs TensorFlow and
+Horovod threads is unsafe). It exits when told to, and by itself when its parent is gone (a
+kill -9 of rank 0 must not leave a process holding the console's port).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: how often the console process looks for newer weights in shared memory
+WEIGHTS_POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class ConsoleSpec:
+    """Everything the console process needs, picklable."""
+
+    template: str
+    params: dict[str, Any]
+    pretrained: str
+    run_config: dict[str, Any]
+    host: str
+    port: int
+    token: str
+    model_name: str
+    weights_name: str
+    weights_layout: list[tuple[tuple[int, ...], str]]
+
+
+def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
+    """The console process's main: serve until a None report arrives or the parent dies."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        datefmt="%H:%M:%S")
+    parent = os.getppid()
+    from console.app import create_app
+    from console.predictor import Predictor
+    from console.server import ConsoleServer
+    from console.shared_weights import SharedWeights
+    from console.state import ConsoleState
+    from hvd_online.template import build_model, load_template
+
+    template = load_template(spec.template, spec.params)
+    predictor = Predictor(build_model(template, spec.pretrained), template.schema)
+    state = ConsoleState(spec.run_config)
+    console = create_app(state, predictor, controls.put, spec.token,
+                         model_name=spec.model_name)
+    server = ConsoleServer(console, spec.host, spec.port)
+    weights = SharedWeights.attach(spec.weights_name, spec.weights_layout)
+    ready.send(server.url)
+
+    def feed_weights() -> None:
+        seen = -1
+        while True:
+            if weights.published_step() != seen:
+                snapshot = weights.read()
+                if snapshot is not None:
+                    seen = snapshot[0]
+                    predictor.publish(*snapshot)
+            time.sleep(WEIGHTS_POLL_S)
+
+    threading.Thread(target=feed_weights, name="weights-feed", daemon=True).start()
+    while True:
+        try:
+            report = reports.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # rank 0 is gone without a word
+                os._exit(0)
+            continue
+        if report is None:
+            break
+        state.push(report)
+        console.metrics.observe(report)
+    server.finish()
