@@ -18,6 +18,7 @@ from pathlib import Path
 from hvd_online.config import Config
 from hvd_online.layout import RunLayout
 from streams.broker import EmbeddedBroker
+from streams.lifetime import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,13 @@ def run_command(config_path: str, overrides: list[str], config: Config, num_proc
         producer = None
         if produce and config.produce.generator:
             producer = subprocess.Popen([sys.executable, "-m", "hvd_online.cli", "produce",
-                                         *common])
+                                         *common], preexec_fn=die_with_parent())
             stack.callback(_stop, producer)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log.info("starting %d ranks: horovodrun -np %d", num_proc, num_proc)
-        ranks = subprocess.Popen(horovodrun_command(num_proc, ["train", *common]), env=env)
+        # horovodrun's own middlemen end the ranks when horovodrun ends
+        ranks = subprocess.Popen(horovodrun_command(num_proc, ["train", *common]), env=env,
+                                 preexec_fn=die_with_parent())
         stack.callback(_stop, ranks)
         # kill -15 on this command reaches the ranks (they checkpoint, then exit 0); the
         # broker is stopped on the way out

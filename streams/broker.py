@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from streams.errors import BrokerError
+from streams.lifetime import die_with_parent
 
 # default_partitions must stay 0: with N > 0 pulsar-lite also reports N partitions for the
 # `NAME-partition-K` topics themselves and a per-partition consumer gets nothing.
@@ -62,6 +63,7 @@ class EmbeddedBroker:
             [broker_binary(), "--config", str(config), "--addr", f"{self.host}:{self.port}",
              "--db-path", str(self.data_dir / "db"), "--log-level", self.log_level],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         log.close()
         deadline = time.monotonic() + timeout_s
