@@ -66,7 +66,12 @@ class ConsoleLink:
                 break
 
     def close(self) -> None:
-        self._reports.put(None)
+        try:
+            self._reports.put(None, timeout=5)
+        except queue.Full:  # the console process is gone or stuck: it is terminated below
+            pass
+        # never wait at exit for the queue's feeder to hand over reports no one reads
+        self._reports.cancel_join_thread()
         self.process.join(timeout=10)
         if self.process.is_alive():
             self.process.terminate()

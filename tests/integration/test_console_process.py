@@ -1,0 +1,83 @@
+"""The console process on its own, without ranks: save/stop reach the training side through
+its queue, weights through shared memory, and a console process that dies never makes the
+training side wait."""
+
+import json
+import signal
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from hvd_online.config import load_config
+from hvd_online.console_link import start_console
+from hvd_online.control import Controls, Flag
+from hvd_online.layout import RunLayout
+from hvd_online.reports import StepReport
+from hvd_online.template import build_model, load_template
+from tests.integration.harness import REPO, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def report(step: int, **extra) -> StepReport:
+    return StepReport(step=step, count=8, samples_total=8 * step, loss=0.5, metric=0.1,
+                      applied=True, elapsed_s=1.0, samples_per_s=8.0, **extra)
+
+
+@pytest.fixture
+def link(tmp_path):
+    config = load_config(REPO / "examples" / "mlp" / "config.toml",
+                         ["console.port=0", 'console.token="tok"', f'run.dir="{tmp_path}"'])
+    template = load_template(config.model.template, config.model.params)
+    model = build_model(template, "")
+    controls = Controls()
+    started = start_console(config, RunLayout(tmp_path), controls, model.get_weights)
+    yield started, controls, model
+    if started.process.is_alive():
+        started.close()
+
+
+def post(url: str, body: dict, token: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def test_controls_and_weights_cross_the_process_boundary(link):
+    console, controls, model = link
+    console(report(1, checkpoint="/ckpt-1"))  # publishes the weights of step 1
+    predict = f"{console.url}v1/models/model:predict"
+    reply = wait_until(lambda: _try(predict), 30, "the first weights in the console process")
+    assert reply["model_version"] == "1"
+    expected = model(np.full((1, 16), 0.1, np.float32)).numpy()
+    np.testing.assert_allclose(np.asarray(reply["predictions"]), expected, rtol=1e-5)
+    post(f"{console.url}api/save", {}, token="tok")
+    wait_until(lambda: (console(report(2)), Flag.SAVE in controls.take())[1], 10,
+               "save to come back to the training side")
+
+
+def _try(url: str):
+    try:
+        return post(url, {"instances": [[0.1] * 16]})
+    except Exception:  # noqa: BLE001 - 503 until the first weights arrive
+        return None
+
+
+def test_a_dead_console_process_never_blocks_training(link):
+    console, _, _ = link
+    console.process.kill()
+    console.process.join()
+    assert console.process.exitcode == -signal.SIGKILL
+    started = time.monotonic()
+    for step in range(1, 3001):  # more than the queue holds: the rest is dropped, not waited on
+        console(report(step))
+    assert time.monotonic() - started < 5
+    assert console.dropped > 0
+    started = time.monotonic()
+    console.close()
+    assert time.monotonic() - started < 20
