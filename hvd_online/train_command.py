@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import resource
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -144,8 +143,7 @@ def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
         "stopped": last.stopped if last else None,
         "elapsed_s": round(last.elapsed_s, 2) if last else 0.0,
         "checkpoint": last.checkpoint if last else None,
-        "rejected": dict(sum((Counter(d.counts) for d in inputs.step_input.dead_letters),
-                             Counter())),
+        "rejected": dict(trainer.dead_letters()),
         "partitions": {s.key: s.stats() for s in inputs.step_input.sources},
         "freshness": trainer.freshness.summary(),
         "weights_sha256": weights_digest(trainer.model),

@@ -182,7 +182,7 @@ class OnlineTrainer:
             rows = batch.rows
             local = self.layout.local(
                 self.world.rank, self._local_flags(last_save, idle_since), last_step_time,
-                last_fill, self._partition_state(), self._rejected(), self._duplicates(),
+                last_fill, self._partition_state(), self.dead_letters(), self._duplicates(),
                 batch.sums)
             x = np.ascontiguousarray(rows[schema.features])
             y = np.ascontiguousarray(rows[schema.label])
@@ -251,7 +251,8 @@ class OnlineTrainer:
     def _duplicates(self) -> int:
         return sum(s.stats().get("duplicates", 0) for s in self.sources)
 
-    def _rejected(self) -> Counter[str]:
+    def dead_letters(self) -> Counter[str]:
+        """This rank's dead letters so far, by kind of reason."""
         counts: Counter[str] = Counter()
         for sink in self.input.dead_letters:
             counts.update(sink.counts)
