@@ -1,9 +1,11 @@
 """Batching window per rank: a count window and a time window, whichever closes first.
 
 This is the seed's Flink count window done in-process. The window polls its partitions
-round-robin so a busy partition cannot starve a quiet one, and sleeps on the sources'
-shared `arrived` event instead of spinning. `batch_size` counts samples: `size_of(payload)` says
-how many a message carries (packed record payloads carry several), 1 each by default.
+round-robin so a busy partition cannot starve a quiet one. Between polls it sleeps on the
+sources' shared `arrived` event, which sources that push (test doubles) set, for at most
+POLL_S: sources that are polled (the Pulsar one) are asked again after that.
+`batch_size` counts samples: `size_of(payload)` says how many a message carries (packed
+record payloads carry several), 1 each by default.
 
 >>> from streams.testing import TestingSource
 >>> a = TestingSource(0, [b"a1", b"a2", b"a3"])
@@ -25,6 +27,10 @@ from collections.abc import Callable, Sequence
 
 from streams.errors import StreamsError
 from streams.source import PartitionSource, Record
+
+#: the longest a window sleeps between polls when nothing is ready (added latency, at most;
+#: an idle rank polls its partitions this often)
+POLL_S = 0.001
 
 
 class BatchWindow:
@@ -98,5 +104,5 @@ class BatchWindow:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 return out
-            # nothing ready: sleep until a source signals, or the window closes
-            self.arrived.wait(remaining)
+            # nothing ready: sleep until a source signals, the next poll, or the window closes
+            self.arrived.wait(min(remaining, POLL_S))
