@@ -65,6 +65,10 @@ class TrainConfig:
     max_samples: int = 0
     #: stop after this many steps (0 = no limit)
     max_steps: int = 0
+    #: 1: ranks allreduce gradients every step (one model). k > 1: local SGD - each rank
+    #: updates its own copy every step, and every k steps the ranks average weights and
+    #: optimizer state; reports, save/stop and checkpoints then happen every k steps
+    sync_every: int = 1
     #: stop when no rank received anything for this long (0 = wait forever)
     idle_timeout_s: float = 0.0
     #: print a progress line every this many steps that trained something

@@ -30,9 +30,11 @@ from hvd_online.control import Controls, Flag
 from hvd_online.distributed import SyncStep, World
 from hvd_online.drift import Signal
 from hvd_online.drift_response import Challenger, DriftResponse, Response, make_detector
+from hvd_online.errors import ConfigError
 from hvd_online.freshness import FreshnessHistogram
 from hvd_online.inputs import Batch, StepInput
 from hvd_online.layout import RunLayout
+from hvd_online.local_sgd import LocalSGD
 from hvd_online.reports import StepReport
 from hvd_online.run_state import RunState, Stateful
 from hvd_online.step_stats import StatsLayout
@@ -95,10 +97,19 @@ class OnlineTrainer:
         if self.drift:  # a challenger running at the checkpoint comes back on every rank
             self.drift.restore_arrays(resume.checkpoint.extra
                                       if resume and resume.checkpoint else None)
-        self.sync_step = SyncStep(
-            self.model, self.optimizer, template.per_sample_loss, template.per_sample_metric,
-            *specs, self.layout.length, world.size,
-        )
+        step_args = (self.model, self.optimizer, template.per_sample_loss,
+                     template.per_sample_metric, *specs, self.layout.length, world.size)
+        self.sync_every = config.train.sync_every
+        if self.sync_every < 1:
+            msg = f"train.sync_every must be >= 1, got {self.sync_every}"
+            raise ConfigError(msg)
+        if self.sync_every > 1 and self.drift:
+            msg = ("drift responses act on one shared model each step: they need "
+                   "train.sync_every = 1")
+            raise ConfigError(msg)
+        #: one synchronised step (sync_every 1), or local SGD's steps and averaging
+        self.sync_step = SyncStep(*step_args) if self.sync_every == 1 else None
+        self.local_sgd = LocalSGD(*step_args) if self.sync_every > 1 else None
         model = self.model
 
         @tf.function(reduce_retracing=True)
@@ -176,42 +187,62 @@ class OnlineTrainer:
         batch_size = self.config.window.batch_size
         schema = self.template.schema
         first_step = True
+        #: flags raised and input sums since the last step that reached every rank
+        flags: set[Flag] = set()
+        sums: Counter[str] = Counter()
         while True:
             t0 = time.monotonic()
             batch = self.input.take(self.step, self.predict)
             rows = batch.rows
-            local = self.layout.local(
-                self.world.rank, self._local_flags(last_save, idle_since), last_step_time,
-                last_fill, self._partition_state(), self.dead_letters(), self._duplicates(),
-                batch.sums)
+            flags |= self._local_flags(last_save, idle_since)
+            sums.update(batch.sums)
             x = np.ascontiguousarray(rows[schema.features])
             y = np.ascontiguousarray(rows[schema.label])
-            summed, applied, _finite = self.sync_step(x, y, local)
+            self.step += 1
+            if self.local_sgd is not None:
+                if self.local_sgd.train(x, y):
+                    self._trained(batch)
+                last_step_time, last_fill = time.monotonic() - t0, len(rows) / batch_size
+                if self.step % self.sync_every:
+                    continue  # not an averaging step: nothing reaches the other ranks
+            local = self.layout.local(
+                self.world.rank, flags, last_step_time, last_fill, self._partition_state(),
+                self.dead_letters(), self._duplicates(), sums)
+            flags, sums = set(), Counter()
+            if self.sync_step is not None:
+                summed, applied, _finite = self.sync_step(x, y, local)
+                count = self.layout.count(summed)
+                if applied:
+                    self._trained(batch)
+                skipped = int(bool(count) and not applied)
+            else:
+                assert self.local_sgd is not None
+                summed, skipped = self.local_sgd.average(local)
+                count = self.layout.count(summed)
+                applied = count > 0
             fields = self.layout.report_fields(summed)
             fields.update(self.input.report_fields(self.layout.sums(summed)))
-            self.step += 1
             if applied:
-                self.samples_total += fields["count"]
-                self._record_freshness(batch)
-                for hook in self.step_hooks:
-                    hook(self.step, rows)
-            elif fields["count"]:
-                self.skipped_steps += 1
+                self.samples_total += count
+            self.skipped_steps += skipped
             now = time.monotonic()
-            if fields["count"]:
+            if count:
                 idle_since = now
             if first_step:
                 first_step = False
                 log.info("rank %d: first step done %.1f s after start (tracing included)",
                          self.world.rank, now - start)
-            last_step_time, last_fill = now - t0, len(rows) / batch_size
+            if self.sync_step is not None:
+                last_step_time, last_fill = now - t0, len(rows) / batch_size
             # the drift response acts on this step before a checkpoint of it is taken
-            response = (self.drift.after_step(x, y, fields["loss"], fields["count"])
+            response = (self.drift.after_step(x, y, fields["loss"], count)
                         if self.drift and applied else None)
-            flags = self.layout.flags(summed)
-            stopped = self._stop_reason(flags)
+            step_flags = self.layout.flags(summed)
+            stopped = self._stop_reason(step_flags)
             checkpoint = None
-            if Flag.SAVE in flags or stopped or (every_steps and self.step % every_steps == 0):
+            periodic = every_steps and (self.step // every_steps
+                                        > (self.step - self.sync_every) // every_steps)
+            if Flag.SAVE in step_flags or stopped or periodic:
                 checkpoint = self.save()
                 last_save = time.monotonic()
             yield StepReport(
@@ -221,6 +252,12 @@ class OnlineTrainer:
                 **self._drift_fields(response), **fields)
             if stopped:
                 return
+
+    def _trained(self, batch: Batch) -> None:
+        """This rank's `batch` is in the weights now: the hooks see it before any checkpoint."""
+        self._record_freshness(batch)
+        for hook in self.step_hooks:
+            hook(self.step, batch.rows)
 
     @staticmethod
     def _drift_fields(response: Response | None) -> dict[str, Any]:
