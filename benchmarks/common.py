@@ -49,15 +49,36 @@ def run_ranks(ranks: int, argv: list[str], run_dir: Path) -> list[dict]:
     return found
 
 
-def steady_rate(run_dir: Path, total: int) -> float:
-    """Samples/s between 10% and 90% of the stream (start-up and the tail not counted), from
-    the run's metrics log."""
+def metrics_rows(run_dir: Path) -> list[dict]:
+    """The rows of the run's metrics log that trained something."""
     rows = [json.loads(line) for line in RunLayout(run_dir).metrics.read_text().splitlines()]
-    rows = [r for r in rows if r["count"] and 0.1 * total <= r["samples_total"] <= 0.9 * total]
+    return [r for r in rows if r["count"]]
+
+
+def steady_window(run_dir: Path, total: int) -> tuple[float, float]:
+    """(samples/s, seconds measured) between 10% and 90% of the stream: start-up, tracing
+    and the tail are not counted."""
+    rows = [r for r in metrics_rows(run_dir) if 0.1 * total <= r["samples_total"] <= 0.9 * total]
     first, last = rows[0], rows[-1]
-    return (last["samples_total"] - first["samples_total"]) / (last["elapsed_s"]
-                                                               - first["elapsed_s"])
+    seconds = last["elapsed_s"] - first["elapsed_s"]
+    return (last["samples_total"] - first["samples_total"]) / seconds, seconds
+
+
+def steady_rate(run_dir: Path, total: int) -> float:
+    return steady_window(run_dir, total)[0]
+
+
+def prequential_mean(run_dir: Path, field: str, first: int = 0, last: int = 0) -> float:
+    """Count-weighted mean of the prequential `field` ("loss" or "metric") over the steps whose
+    samples fall between `first` and `last` of the stream (0: its end)."""
+    rows = [r for r in metrics_rows(run_dir)
+            if r["samples_total"] > first and (not last or r["samples_total"] <= last)]
+    return sum(r[field] * r["count"] for r in rows) / sum(r["count"] for r in rows)
 
 
 def median_of(runs: list[dict]) -> dict:
-    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    """Medians over repeats, and the spread of the rate (slowest and fastest repeat)."""
+    out: dict = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    rates = [r["samples_per_s"] for r in runs]
+    out.update(slowest_per_s=min(rates), fastest_per_s=max(rates), repeats=len(runs))
+    return out

@@ -1,18 +1,26 @@
 """All benchmarks side by side on one model (the MLP demo) and one stream; prints tables and
-writes JSON (benchmarks/results/benchmarks.json). Medians over `--repeats`.
+writes JSON and a picture (benchmarks/results/benchmarks.json, .png). Medians over
+`--repeats`, with the slowest and fastest repeat.
 
-    .venv/bin/python -m benchmarks.run [--samples 100000] [--repeats 3] [--quick]
+    .venv/bin/python -m benchmarks.run [--samples 480000] [--repeats 3] [--quick]
 
 Throughput on a pre-filled 4-partition topic, samples/s (steady state: between 10% and 90% of
-the stream, from the run's metrics.jsonl, so start-up and tracing are not counted):
-  in-memory            the same model, batch and data in a plain TF loop: the limit
+the stream, from the run's metrics.jsonl, so start-up and tracing are not counted; the
+streams are long enough for several seconds of that):
+  in-memory            the same model, batch and data in a plain TF loop: the limit (warmed
+                       up for a second, then timed for at least --min-seconds)
+  expert hand loop     one consumer, receive() drained, np.frombuffer, a tf.function step:
+                       what a strong engineer writes in an afternoon (benchmarks/peers.py)
   hvd-online x1 / x2   1 rank / 2 ranks (aggregate), on a stream of one sample per message
                        and on one of 16 samples per message (`produce.samples_per_message`)
+  ... sync_every k     local SGD: ranks average weights every k steps
   ... batch 2048       the same at 2048 samples per rank per step: one synchronisation per
                        2048 samples instead of 256 (the sync-frequency lever); "1 thread" is
                        one rank held to one core: what each of 2 ranks has
   per-message          a plain Pulsar consumer calling model.train_on_batch per message
   per-32               the same loop, one train_on_batch per 32 messages
+"final loss" is the prequential loss over the stream's last 10%.
+River: its linear model, Hoeffding tree and k-NN, prequential MAE, next to hvd-online x1.
 Freshness: 2 ranks, a producer at fixed rates; publish -> weights-updated latency p50/p99 and
 whether the rate is sustained (benchmarks/freshness.py).
 Predict under load: 2 ranks training at 5,000 samples/s, predict requests from 1 and 4
@@ -32,34 +40,45 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import freshness, join_latency, predict_load, throughput
-from benchmarks.common import fill_topic, median_of
+from benchmarks import freshness, join_latency, peers, picture, predict_load, throughput
+from benchmarks.common import fill_topic, median_of, prequential_mean
 from streams.broker import EmbeddedBroker
 
 BATCH = 256
 PACKED = 16  # samples per message of the packed stream
+SYNC_EVERY = (4, 16)  # local SGD cases, next to sync_every 1
 
 
-def throughput_cases(url: str, work: Path, samples: int, repeats: int) -> dict[str, dict]:
+def throughput_cases(url: str, work: Path, samples: int, repeats: int,
+                     min_seconds: float) -> dict[str, dict]:
     results: dict[str, dict] = {}
-    results["in-memory, batch 256"] = median_of(
-        [throughput.in_memory(samples, BATCH) for _ in range(repeats)])
-    results["in-memory, batch 2048"] = median_of(
-        [throughput.in_memory(samples * PACKED // 4, 2048) for _ in range(repeats)])
+    for batch in (BATCH, 2048):
+        results[f"in-memory, batch {batch}"] = median_of(
+            [throughput.in_memory(samples, batch, min_seconds) for _ in range(repeats)])
     streams = {1: ("plain", samples), PACKED: ("packed", samples * PACKED // 4)}
     for per_message, (topic, count) in streams.items():
         fill_topic(url, topic, count, per_message)
-    # (samples per message, batch per rank, ranks, TF threads per rank; 0 = cores / ranks)
-    runs = [(1, BATCH, 1, 0), (1, BATCH, 2, 0), (PACKED, BATCH, 1, 0), (PACKED, BATCH, 2, 0),
-            (PACKED, 2048, 1, 0), (PACKED, 2048, 2, 0), (PACKED, 2048, 1, 1)]
-    for per_message, batch, ranks, threads in runs:
+    for per_message, (topic, count) in streams.items():
+        name = f"expert hand loop, {per_message}/msg, batch {BATCH}"
+        results[name] = median_of([
+            peers.hand_loop(url, topic, 4, count, BATCH, f"hand-{per_message}-{i}")
+            for i in range(repeats)])
+        print(f"  {name}: {results[name]['samples_per_s']:,.0f} samples/s", flush=True)
+    # (samples per message, batch per rank, ranks, TF threads per rank (0 = cores / ranks),
+    # sync_every)
+    runs = [(1, BATCH, 1, 0, 1), (1, BATCH, 2, 0, 1), (PACKED, BATCH, 1, 0, 1),
+            (PACKED, BATCH, 2, 0, 1), *[(PACKED, BATCH, 2, 0, k) for k in SYNC_EVERY],
+            (PACKED, 2048, 1, 0, 1), (PACKED, 2048, 2, 0, 1), (PACKED, 2048, 1, 1, 1)]
+    for per_message, batch, ranks, threads, k in runs:
         topic, count = streams[per_message]
         name = f"hvd-online x{ranks}, {per_message}/msg, batch {batch}"
         name += ", 1 thread" if threads else ""
+        name += f", sync_every {k}" if k > 1 else ""
         results[name] = median_of([
             throughput.hvd_online(url, topic, count, ranks, batch,
-                                  work / f"{topic}-x{ranks}-b{batch}-t{threads}-{i}",
-                                  ("--set", f"train.threads={threads}"))
+                                  work / f"{topic}-x{ranks}-b{batch}-t{threads}-k{k}-{i}",
+                                  ("--set", f"train.threads={threads}",
+                                   "--set", f"train.sync_every={k}"))
             for i in range(repeats)])
         print(f"  {name}: {results[name]['samples_per_s']:,.0f} samples/s", flush=True)
     loop_samples = min(3000, samples)
@@ -72,14 +91,44 @@ def throughput_cases(url: str, work: Path, samples: int, repeats: int) -> dict[s
     return results
 
 
+def river_cases(url: str, work: Path, samples: int, max_seconds: float) -> dict[str, dict]:
+    """River's models and hvd-online x1 on the same plain stream, prequential MAE over the same
+    first samples (River's slower models see fewer in `max_seconds`)."""
+    run_dir = work / "river-hvd"
+    hvd = throughput.hvd_online(url, "plain", samples, 1, BATCH, run_dir)
+    results = {"hvd-online x1": {**hvd, "samples": samples,
+                                 "mae": prequential_mean(run_dir, "metric")}}
+    for name, make in peers.river_models().items():
+        result = peers.river(url, "plain", 4, samples, max_seconds, f"river-{name}", make)
+        result["hvd_mae_same_samples"] = prequential_mean(run_dir, "metric",
+                                                          last=result["samples"])
+        results[name] = result
+        print(f"  {name}: {result['samples_per_s']:,.0f} samples/s, MAE {result['mae']:.3f}",
+              flush=True)
+    return results
+
+
+def river_table(results: dict[str, dict]) -> str:
+    lines = ["| model | samples/s | samples seen | prequential MAE | MAE, last 10% seen | "
+             "hvd-online x1's MAE over the same samples |", "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        same = f"{r['hvd_mae_same_samples']:.3f}" if "hvd_mae_same_samples" in r else "-"
+        lines.append(f"| {name} | {r['samples_per_s']:,.0f} | {r['samples']:,} | "
+                     f"{r['mae']:.3f} | {r['final_mae']:.3f} | {same} |")
+    return "\n".join(lines)
+
+
 def throughput_table(results: dict[str, dict]) -> str:
     base = results["hvd-online x1, 1/msg, batch 256"]["samples_per_s"]
-    lines = ["| case | samples/s | vs hvd-online x1 (1/msg) | peak RSS per rank MB |",
-             "|---|---|---|---|"]
+    lines = ["| case | samples/s | slowest-fastest | s measured | vs hvd-online x1 (1/msg) | "
+             "final loss | peak RSS per rank MB |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         rss = f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-"
-        lines.append(f"| {name} | {r['samples_per_s']:,.0f} | "
-                     f"{r['samples_per_s'] / base:.2f} | {rss} |")
+        loss = f"{r['final_loss']:.3f}" if "final_loss" in r else "-"
+        seconds = f"{r['measured_s']:.1f}" if "measured_s" in r else "-"
+        lines.append(f"| {name} | {r['samples_per_s']:,.0f} | {r['slowest_per_s']:,.0f}-"
+                     f"{r['fastest_per_s']:,.0f} | {seconds} | "
+                     f"{r['samples_per_s'] / base:.2f} | {loss} | {rss} |")
     return "\n".join(lines)
 
 
@@ -92,7 +141,15 @@ def ratios(results: dict[str, dict]) -> dict[str, float]:
         x1 = rate(f"hvd-online x1, {per_message}/msg, batch 256")
         x2 = rate(f"hvd-online x2, {per_message}/msg, batch 256")
         out[f"overhead x1/in-memory ({per_message}/msg)"] = x1 / rate("in-memory, batch 256")
+        out[f"x1 / expert hand loop ({per_message}/msg)"] = x1 / rate(
+            f"expert hand loop, {per_message}/msg, batch 256")
         out[f"scale-out x2/x1 ({per_message}/msg, batch 256)"] = x2 / x1
+    x1 = rate(f"hvd-online x1, {PACKED}/msg, batch 256")
+    k1 = results[f"hvd-online x2, {PACKED}/msg, batch 256"]["final_loss"]
+    for k in SYNC_EVERY:
+        name = f"hvd-online x2, {PACKED}/msg, batch 256, sync_every {k}"
+        out[f"scale-out x2/x1 ({PACKED}/msg, batch 256, sync_every {k})"] = rate(name) / x1
+        out[f"final loss, sync_every {k} / sync_every 1"] = results[name]["final_loss"] / k1
     out[f"overhead x1/in-memory ({PACKED}/msg, batch 2048)"] = (
         rate(f"hvd-online x1, {PACKED}/msg, batch 2048") / rate("in-memory, batch 2048"))
     x2_2048 = rate(f"hvd-online x2, {PACKED}/msg, batch 2048")
@@ -130,8 +187,14 @@ def freshness_table(results: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=100000,
-                        help="samples of the plain stream (the packed one has 4x as many)")
+    parser.add_argument("--samples", type=int, default=480000,
+                        help="samples of the plain stream (the packed one has 4x as many): "
+                             "enough for every case to run several seconds between 10%% "
+                             "and 90%% of it")
+    parser.add_argument("--min-seconds", type=float, default=8.0,
+                        help="the in-memory limit is timed at least this long")
+    parser.add_argument("--river-seconds", type=float, default=60.0,
+                        help="each River model learns at most this long")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rates", default="1000,5000,20000,50000",
                         help="freshness: offered samples/s, comma-separated")
@@ -139,7 +202,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a fast pass to try the script: 1 repeat, small streams")
     parser.add_argument("--skip", default="",
-                        help="comma-separated: throughput,freshness,predict,join")
+                        help="comma-separated: throughput,river,freshness,predict,join")
     parser.add_argument("--json", default="benchmarks/results/benchmarks.json")
     parser.add_argument("--show", metavar="JSON", help="print the tables of an earlier run")
     args = parser.parse_args()
@@ -147,15 +210,21 @@ def main() -> int:
         show(json.loads(Path(args.show).read_text()))
         return 0
     if args.quick:
-        args.samples, args.repeats, args.rates, args.seconds = 20000, 1, "5000", 5
+        args.samples, args.repeats, args.rates, args.seconds = 160000, 1, "5000", 5
+        args.min_seconds, args.river_seconds = 3.0, 15.0
     skip = set(filter(None, args.skip.split(",")))
     work = Path(tempfile.mkdtemp(prefix="hvd-online-bench-"))
     report: dict[str, Any] = {"cores": os.cpu_count(), "args": vars(args)}
     print(f"cores={os.cpu_count()} samples={args.samples} repeats={args.repeats}", flush=True)
     with EmbeddedBroker(work / "broker") as broker:
         if "throughput" not in skip:
-            results = throughput_cases(broker.url, work, args.samples, args.repeats)
+            results = throughput_cases(broker.url, work, args.samples, args.repeats,
+                                       args.min_seconds)
             report["throughput"], report["ratios"] = results, ratios(results)
+        if "river" not in skip:
+            if "throughput" in skip:
+                fill_topic(broker.url, "plain", args.samples, 1)
+            report["river"] = river_cases(broker.url, work, args.samples, args.river_seconds)
         if "freshness" not in skip:
             rates = [float(r) for r in args.rates.split(",")]
             report["freshness"] = freshness_cases(broker.url, work, rates, args.seconds)
@@ -171,6 +240,10 @@ def main() -> int:
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
     print(f"\nJSON: {args.json}")
+    if "throughput" in report and "freshness" in report:
+        png = Path(args.json).with_suffix(".png")
+        picture.draw(report, png)
+        print(f"picture: {png}")
     return 0
 
 
@@ -179,6 +252,9 @@ def show(report: dict[str, Any]) -> None:
         print("\n" + throughput_table(report["throughput"]) + "\n")
         for name, value in report["ratios"].items():
             print(f"{name}: {value:.2f}")
+    if "river" in report:
+        print("\nRiver and hvd-online x1, same plain stream, same consumer:\n"
+              + river_table(report["river"]))
     if "freshness" in report:
         for result in report["freshness"]:  # judged again: the rule may be newer than the run
             result["sustained"] = freshness.sustained(result)
