@@ -112,6 +112,35 @@ def divide_gradient(grad: Any, total: tf.Tensor) -> Any:
     return grad / total
 
 
+def prequential_gradients(model: keras.Model, loss_fn: Any, metric_fn: Any, x: tf.Tensor,
+                          y: tf.Tensor, variables: list[Any]) -> tuple[tf.Tensor, ...]:
+    """Inside a tf.function: loss and metric sums on the weights before the update, the
+    gradients of the loss sum (zeros for variables it does not reach) and the sample count."""
+    with tf.GradientTape() as tape:
+        pred = model(x, training=True)
+        loss_sum = tf.reduce_sum(tf.cast(loss_fn(y, pred), tf.float32))
+    metric_sum = tf.reduce_sum(tf.cast(metric_fn(y, pred), tf.float32))
+    grads = tape.gradient(loss_sum, variables)
+    grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables, strict=True)]
+    return loss_sum, metric_sum, grads, tf.cast(tf.shape(x)[0], tf.float32)
+
+
+def apply_if_finite(optimizer: keras.optimizers.Optimizer, grads: list[Any], count: tf.Tensor,
+                    loss_sum: tf.Tensor, trainable: list[Any]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Inside a tf.function: apply `grads / count` unless there are no samples or the loss or
+    a gradient is not finite. Returns (applied, finite)."""
+    finite = tf.math.is_finite(loss_sum)
+    for g in grads:
+        finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(gradient_values(g))))
+
+    def apply() -> tf.Tensor:
+        optimizer.apply([divide_gradient(g, count) for g in grads], trainable)
+        return tf.constant(True)
+
+    applied = tf.cond(tf.logical_and(count > 0, finite), apply, lambda: tf.constant(False))
+    return applied, finite
+
+
 class SyncStep:
     """One prequential, synchronised update over this rank's window (possibly empty).
 
@@ -145,28 +174,11 @@ class SyncStep:
         @tf.function(input_signature=[feature_spec, label_spec,
                                       tf.TensorSpec([stats_len], tf.float32)])
         def step(x: tf.Tensor, y: tf.Tensor, local_stats: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            with tf.GradientTape() as tape:
-                pred = model(x, training=True)
-                loss_sum = tf.reduce_sum(tf.cast(loss_fn(y, pred), tf.float32))
-            metric_sum = tf.reduce_sum(tf.cast(metric_fn(y, pred), tf.float32))
-            grads = tape.gradient(loss_sum, sources)
-            grads = [tf.zeros_like(s) if g is None else g
-                     for g, s in zip(grads, sources, strict=True)]
-            count = tf.cast(tf.shape(x)[0], tf.float32)
+            loss_sum, metric_sum, grads, count = prequential_gradients(
+                model, loss_fn, metric_fn, x, y, sources)
             mine = tf.concat([tf.stack([loss_sum, metric_sum, count]), local_stats], 0)
             grads, stats = reduce_across_ranks(grads, mine)
-            total = stats[2]
-            finite = tf.math.is_finite(stats[0])
-            for g in grads:
-                finite = tf.logical_and(finite,
-                                        tf.reduce_all(tf.math.is_finite(gradient_values(g))))
-
-            def apply() -> tf.Tensor:
-                optimizer.apply([divide_gradient(g, total) for g in grads], trainable)
-                return tf.constant(True)
-
-            applied = tf.cond(tf.logical_and(total > 0, finite), apply,
-                              lambda: tf.constant(False))
+            applied, finite = apply_if_finite(optimizer, grads, stats[2], stats[0], trainable)
             return stats, applied, finite
 
         # Called as a concrete function: the tf.function's dispatch (signature binding, cache

@@ -61,26 +61,9 @@ class LocalSGD:
 
         @tf.function(input_signature=[feature_spec, label_spec])
         def local_step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            with tf.GradientTape() as tape:
-                pred = model(x, training=True)
-                loss_sum = tf.reduce_sum(tf.cast(loss_fn(y, pred), tf.float32))
-            metric_sum = tf.reduce_sum(tf.cast(metric_fn(y, pred), tf.float32))
-            grads = tape.gradient(loss_sum, trainable)
-            count = tf.cast(tf.shape(x)[0], tf.float32)
-            grads = [tf.zeros_like(v) if g is None else g
-                     for g, v in zip(grads, trainable, strict=True)]
-            finite = tf.math.is_finite(loss_sum)
-            for g in grads:
-                finite = tf.logical_and(finite, tf.reduce_all(
-                    tf.math.is_finite(distributed.gradient_values(g))))
-
-            def apply() -> tf.Tensor:
-                optimizer.apply([distributed.divide_gradient(g, count) for g in grads],
-                                trainable)
-                return tf.constant(True)
-
-            applied = tf.cond(tf.logical_and(count > 0, finite), apply,
-                              lambda: tf.constant(False))
+            loss_sum, metric_sum, grads, count = distributed.prequential_gradients(
+                model, loss_fn, metric_fn, x, y, trainable)
+            applied, _ = distributed.apply_if_finite(optimizer, grads, count, loss_sum, trainable)
             return tf.stack([loss_sum, metric_sum, count]), applied
 
         @tf.function(input_signature=[tf.TensorSpec([stats_len + self.HEAD], tf.float32),
