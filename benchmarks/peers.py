@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import pulsar
 
+from benchmarks.throughput import plain_train_step
 from examples.mlp.model import MLPRegression
 from streams.client import connect
 from streams.topics import partition_topic
@@ -72,20 +73,8 @@ def steady(marks: list[tuple[float, int]], total: int) -> tuple[float, float]:
 def hand_loop(url: str, topic: str, partitions: int, samples: int, batch: int,
               subscription: str) -> dict:
     import keras
-    import tensorflow as tf
 
-    template = MLPRegression()
-    model = template.build_model()
-    optimizer = template.make_optimizer(0.003)
-
-    @tf.function
-    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(template.per_sample_loss(y, model(x, training=True)))
-        optimizer.apply(tape.gradient(loss, model.trainable_variables),
-                        model.trainable_variables)
-        return loss
-
+    step = plain_train_step(MLPRegression())
     marks: list[tuple[float, int]] = []
     # The loop trains on whatever comes, redeliveries too (pulsar-lite sends some to a
     # consumer that lags a backlog); its rate counts each sample once, as hvd-online's does.

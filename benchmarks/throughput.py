@@ -4,7 +4,9 @@ and the loops users write today (a consumer calling `train_on_batch`)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pulsar
@@ -16,27 +18,35 @@ from streams.client import connect
 from streams.topics import partition_topic
 
 
+def plain_train_step(template: MLPRegression) -> Callable[[Any, Any], Any]:
+    """A fresh model's `tf.function` train step, as a plain TF loop writes it (the in-memory
+    limit and the expert hand loop use it)."""
+    import tensorflow as tf
+
+    model = template.build_model()
+    optimizer = template.make_optimizer(0.003)
+
+    @tf.function
+    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(template.per_sample_loss(y, model(x, training=True)))
+        optimizer.apply(tape.gradient(loss, model.trainable_variables),
+                        model.trainable_variables)
+        return loss
+
+    return step
+
+
 def in_memory(samples: int, batch: int, min_seconds: float) -> dict:
     """The same model, batch and data in a plain TF loop over numpy arrays: the limit. Warmed
     up like a stream case (its first 10%, at least one second), then timed for at least
     `min_seconds`, going round the data as often as needed."""
     import keras
-    import tensorflow as tf
 
     template = MLPRegression()
     rows = next(generate(template.schema, chunk=samples))
     x, y = np.ascontiguousarray(rows["x"]), np.ascontiguousarray(rows["y"])
-    model = template.build_model()
-    optimizer = template.make_optimizer(0.003)
-
-    @tf.function
-    def step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(template.per_sample_loss(yb, model(xb, training=True)))
-        optimizer.apply(tape.gradient(loss, model.trainable_variables),
-                        model.trainable_variables)
-        return loss
-
+    step = plain_train_step(template)
     starts = range(0, samples - batch + 1, batch)
 
     def run_for(seconds: float) -> tuple[int, float]:
