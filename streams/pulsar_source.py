@@ -203,7 +203,8 @@ class PulsarPartitionSource(PartitionSource):
                         self.partition, err)
 
     def backlog(self) -> int:
-        """Messages received from the broker but not yet handed to training.
+        """Messages taken from the client but not yet handed to training (what the client
+        prefetched and nobody drained yet is not counted).
 
         (Not the broker's backlog: asking the broker, `consumer.get_last_message_id()`,
         stops pulsar-lite 0.2.0 from dispatching to that consumer — measured here.)
