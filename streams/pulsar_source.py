@@ -119,8 +119,7 @@ class PulsarPartitionSource(PartitionSource):
             while room > 0:
                 message = receive(0)
                 message_id = message.message_id()
-                position = (message_id.ledger_id(), message_id.entry_id(),
-                            message_id.batch_index())
+                position = message_position(message_id)
                 if last is not None and position <= last:
                     self._duplicates += 1
                     continue
