@@ -52,6 +52,8 @@ class RunMetrics:
                                     ("reason",))
         self.duplicates = counter("duplicates_dropped", "Redelivered messages dropped")
         self.skipped = counter("skipped_steps", "Steps skipped (non-finite gradients)")
+        self.checkpoint_failures = counter("checkpoint_failures",
+                                           "Checkpoints the disk refused (full, read-only)")
         self.drift = counter("drift_events", "Drift flags and the responses taken", ("action",))
         self.predict_latency = Histogram(
             "hvd_online_predict_latency_seconds", "Predict route latency, validation to reply",
@@ -88,6 +90,8 @@ class RunMetrics:
             self._advance(self.dead_letters.labels(reason), f"dlq:{reason}", total)
         self._advance(self.duplicates, "duplicates", report.get("duplicates_total", 0))
         self._advance(self.skipped, "skipped", report.get("skipped_steps", 0))
+        self._advance(self.checkpoint_failures, "checkpoint_failures",
+                      report.get("checkpoint_failures", 0))
         if report.get("drift"):
             self.drift.labels("detected").inc()
         if report.get("drift_action"):

@@ -7,6 +7,7 @@ and gevent need monkey patching, risky next to TensorFlow and Horovod threads).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 
@@ -21,7 +22,9 @@ class ConsoleServer:
     def __init__(self, console: Console, host: str, port: int) -> None:
         self.console = console
         self._server = make_server(host, port, console.app, threaded=True)
-        self.url = f"http://{host}:{self._server.server_port}/"
+        # bound to every address: name this host, so the printed URL works from elsewhere
+        shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+        self.url = f"http://{shown}:{self._server.server_port}/"
         threading.Thread(target=self._server.serve_forever, name="console-http",
                          daemon=True).start()
         console.socketio.start_background_task(console.emitter)

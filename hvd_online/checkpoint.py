@@ -78,6 +78,23 @@ def save_checkpoint(root: Path, weights: list[np.ndarray], optimizer: list[np.nd
     final = root / f"ckpt-{step:010d}"
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_complete(tmp, weights, optimizer, state, extra)
+    except BaseException:  # e.g. the disk is full: leave no half-written directory behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():  # the same step saved twice (e.g. save then stop): replace it
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync(root)
+    _prune(root, keep)
+    return final
+
+
+def _write_complete(tmp: Path, weights: list[np.ndarray], optimizer: list[np.ndarray],
+                    state: RunState, extra: Mapping[str, list[np.ndarray]] | None) -> None:
+    """Every file of a checkpoint, fsynced, with the manifest last."""
+    step = state.step
     tmp.mkdir()
     _write_arrays(tmp / "weights.npz", weights)
     _write_arrays(tmp / "optimizer.npz", optimizer)
@@ -92,12 +109,6 @@ def save_checkpoint(root: Path, weights: list[np.ndarray], optimizer: list[np.nd
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     _fsync(tmp / MANIFEST)
     _fsync(tmp)
-    if final.exists():  # the same step saved twice (e.g. save then stop): replace it
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _fsync(root)
-    _prune(root, keep)
-    return final
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -1,6 +1,7 @@
 """The `hvd-online` command.
 
     hvd-online run CONFIG -np 2        laptop: embedded broker + producer + horovodrun
+    hvd-online run CONFIG --hosts a:1,b:1 --url pulsar://host:6650   across hosts, healing
     horovodrun -np N -H ... hvd-online train CONFIG --url pulsar://host:6650
     hvd-online produce CONFIG --url pulsar://host:6650 [--count N] [--rate R]
     hvd-online export CONFIG --out model.keras [--checkpoint DIR]
@@ -15,10 +16,14 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from hvd_online.config import Config, load_config
-from hvd_online.errors import HvdOnlineError
+from hvd_online.errors import ConfigError, HvdOnlineError
 from streams.errors import StreamsError
+
+if TYPE_CHECKING:
+    from hvd_online.launch import RankPlan
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,31 @@ def load_with_flags(args: argparse.Namespace) -> Config:
     return load_config(args.config, collect_overrides(args))
 
 
+def rank_plan(args: argparse.Namespace, config: Config) -> RankPlan:
+    from hvd_online.launch import RankPlan
+    from hvd_online.supervisor import LOCAL, parse_hosts
+
+    if not args.hosts:
+        return RankPlan.local(args.num_proc, args.max_restarts or 0)
+    try:
+        hosts = parse_hosts(args.hosts)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if not config.stream.url and any(h.host not in LOCAL for h in hosts):
+        msg = ("--hosts on other machines needs --url: a broker they all reach (e.g. "
+               "`hvd-online broker --host ADDRESS` on one of them)")
+        raise ConfigError(msg)
+    options: list[str] = []
+    for flag, value in (("--network-interface", args.network_interface),
+                        ("--ssh-identity-file", args.ssh_identity_file)):
+        if value:
+            options += [flag, value]
+    if args.ssh_port != 22:
+        options += ["--ssh-port", str(args.ssh_port)]
+    restarts = 3 if args.max_restarts is None else args.max_restarts
+    return RankPlan(hosts, restarts, tuple(options), args.ssh_port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hvd-online", description=__doc__,
@@ -82,8 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "--url), the config's producer, and horovodrun -np N training")
     _config_args(run)
     _train_args(run)
-    run.add_argument("-np", "--num-proc", type=int, default=2, help="ranks (default 2)")
+    run.add_argument("-np", "--num-proc", type=int, default=2,
+                     help="ranks on this machine (default 2; ignored with --hosts)")
     run.add_argument("--no-produce", action="store_true", help="do not run [produce]")
+    run.add_argument("--hosts", metavar="HOST:SLOTS,...",
+                     help="run ranks on these hosts over ssh, and heal: relaunch on the "
+                     "hosts that answer when one is lost (README: Across hosts)")
+    run.add_argument("--max-restarts", type=int,
+                     help="relaunches in a row after a failure (default 3 with --hosts, "
+                     "else 0)")
+    run.add_argument("--network-interface", help="horovodrun --network-interface (the NIC "
+                     "the ranks reach each other on, e.g. eth0)")
+    run.add_argument("--ssh-identity-file", help="horovodrun --ssh-identity-file")
+    run.add_argument("--ssh-port", type=int, default=22, help="hosts' ssh port (default 22)")
 
     produce = sub.add_parser("produce", help="publish the config's [produce] generator")
     _config_args(produce)
@@ -116,8 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from hvd_online.launch import run_command
 
-            return run_command(args.config, collect_overrides(args), load_with_flags(args),
-                               args.num_proc, produce=not args.no_produce)
+            config = load_with_flags(args)
+            return run_command(args.config, collect_overrides(args), config,
+                               rank_plan(args, config), produce=not args.no_produce)
         if args.command == "produce":
             from hvd_online.produce import produce
 
@@ -142,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             # kill -15 must stop the broker child too (it runs in its own session)
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            if args.host in ("0.0.0.0", "::", ""):  # noqa: S104 - the check itself
+                log.error("--host must be an address the clients can reach: pulsar-lite "
+                          "advertises it to them in topic lookups")
+                return 2
             with EmbeddedBroker(args.data_dir, port=args.port, host=args.host) as broker:
                 print(f"pulsar-lite broker at {broker.url} (Ctrl-C stops it)", flush=True)
                 while broker.process and broker.process.poll() is None:

@@ -1,8 +1,9 @@
-"""`hvd-online run`: everything on one machine with one command.
+"""`hvd-online run`: everything with one command.
 
 Starts the embedded broker (unless a URL is configured), publishes the config's [produce]
-stream concurrently, and runs `horovodrun -np N` training against it; stops the broker at
-the end. Exit status is training's.
+stream concurrently, and runs `horovodrun` training against it - on this machine
+(`-np N`), or across `--hosts`, relaunched by the supervisor when a rank or a host is lost
+(hvd_online/supervisor.py); stops the broker at the end. Exit status is training's.
 """
 
 from __future__ import annotations
@@ -10,26 +11,68 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from hvd_online.config import Config
 from hvd_online.layout import RunLayout
+from hvd_online.supervisor import HostSlots, Supervisor
 from streams.broker import EmbeddedBroker
 from streams.lifetime import die_with_parent
 
 log = logging.getLogger(__name__)
 
 
-def horovodrun_command(num_proc: int, rank_argv: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class RankPlan:
+    """Where the ranks run: this machine, or hosts reached over ssh (same paths there)."""
+
+    hosts: list[HostSlots]
+    #: relaunches in a row after a failure before giving up
+    max_restarts: int = 0
+    #: passed to horovodrun as they are, e.g. --network-interface eth0
+    horovodrun_options: tuple[str, ...] = ()
+    ssh_port: int = 22
+
+    @classmethod
+    def local(cls, num_proc: int, max_restarts: int = 0) -> RankPlan:
+        return cls([HostSlots("localhost", num_proc)], max_restarts)
+
+    def options_for(self, hosts: list[HostSlots]) -> list[str]:
+        """horovodrun's options for a launch on `hosts`. When all of them are this machine,
+        horovodrun runs over loopback and refuses a --network-interface without 127.0.0.1
+        ("No interface is found for address 127.0.0.1"), so it is left out."""
+        options = list(self.horovodrun_options)
+        if "--network-interface" in options and all(map(is_this_machine, hosts)):
+            at = options.index("--network-interface")
+            del options[at:at + 2]
+        return options
+
+
+def is_this_machine(host: HostSlots) -> bool:
+    try:
+        address = socket.gethostbyname(host.host)
+    except OSError:
+        return False
+    return address.startswith("127.") or address in {
+        a.address for addresses in psutil.net_if_addrs().values() for a in addresses}
+
+
+def horovodrun_command(num_proc: int, rank_argv: list[str], hosts: str | None = None,
+                       options: Sequence[str] = ()) -> list[str]:
     horovodrun = str(Path(sys.executable).with_name("horovodrun"))
-    return [horovodrun, "-np", str(num_proc), "-H", f"localhost:{num_proc}", "--gloo",
-            sys.executable, "-m", "hvd_online.cli", *rank_argv]
+    return [horovodrun, "-np", str(num_proc), "-H", hosts or f"localhost:{num_proc}", "--gloo",
+            *options, sys.executable, "-m", "hvd_online.cli", *rank_argv]
 
 
-def run_command(config_path: str, overrides: list[str], config: Config, num_proc: int,
+def run_command(config_path: str, overrides: list[str], config: Config, plan: RankPlan,
                 produce: bool = True) -> int:
     with ExitStack() as stack:
         url = config.stream.url
@@ -45,16 +88,26 @@ def run_command(config_path: str, overrides: list[str], config: Config, num_proc
             producer = subprocess.Popen([sys.executable, "-m", "hvd_online.cli", "produce",
                                          *common], preexec_fn=die_with_parent())
             stack.callback(_stop, producer)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        log.info("starting %d ranks: horovodrun -np %d", num_proc, num_proc)
-        # horovodrun's own middlemen end the ranks when horovodrun ends
-        ranks = subprocess.Popen(horovodrun_command(num_proc, ["train", *common]), env=env,
-                                 preexec_fn=die_with_parent())
-        stack.callback(_stop, ranks)
+        launches: list[subprocess.Popen[bytes]] = []
+
+        def launch(hosts: list[HostSlots], number: int) -> subprocess.Popen[bytes]:
+            num_proc = sum(h.slots for h in hosts)
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "HVD_ONLINE_LAUNCH": str(number)}
+            # its own process group, so a stuck launch can be killed whole; horovodrun's
+            # middlemen end the ranks when horovodrun ends
+            ranks = subprocess.Popen(
+                horovodrun_command(num_proc, ["train", *common], ",".join(map(str, hosts)),
+                                   plan.options_for(hosts)),
+                env=env, preexec_fn=die_with_parent(), start_new_session=True)
+            launches.append(ranks)
+            return ranks
+
+        supervisor = Supervisor(plan.hosts, launch, plan.max_restarts, plan.ssh_port)
+        stack.callback(_stop_all, launches)
         # kill -15 on this command reaches the ranks (they checkpoint, then exit 0); the
         # broker is stopped on the way out
-        signal.signal(signal.SIGTERM, lambda *_: ranks.send_signal(signal.SIGTERM))
-        code = ranks.wait()
+        signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
+        code = supervisor.run()
         if producer is not None and producer.poll() is None and code == 0:
             producer.wait()
         if producer is not None and producer.returncode not in (0, None):
@@ -63,6 +116,11 @@ def run_command(config_path: str, overrides: list[str], config: Config, num_proc
         log.info("training exited with %d", code)
         return code
     return 1
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        _stop(process)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -45,6 +45,8 @@ class StepReport:
     challenger_loss: float = math.nan
     #: set on the step where a checkpoint was written
     checkpoint: str | None = None
+    #: checkpoints the disk refused so far in this process (full, read-only)
+    checkpoint_failures: int = 0
     #: "max_samples", "max_steps", "idle", "stop", "sigterm" on the last step
     stopped: str | None = None
 

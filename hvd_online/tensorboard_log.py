@@ -12,14 +12,18 @@ does not need (TensorBoard is installed where people look, not where ranks run).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from hvd_online.reports import StepReport
+
+log = logging.getLogger(__name__)
 
 SCALAR = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
@@ -32,11 +36,24 @@ def scalar(tag: str, value: float, step: int) -> None:
 
 class TensorBoardLog:
     def __init__(self, path: Path, every_s: float = 1.0) -> None:
-        self._writer = tf.summary.create_file_writer(str(path), flush_millis=5000)
         self.every_s = every_s
         self._written = -math.inf
+        self._writer: Any = None
+        try:
+            self._writer = tf.summary.create_file_writer(str(path), flush_millis=5000)
+        except tf.errors.OpError as err:  # e.g. a full disk: training matters more
+            log.error("TensorBoard log %s not written: %s", path, err.message)
 
     def __call__(self, report: StepReport) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._write(report)
+        except tf.errors.OpError as err:
+            log.error("TensorBoard log: %s; no more scalars this run", err.message)
+            self._writer = None
+
+    def _write(self, report: StepReport) -> None:
         now = time.monotonic()
         due = report.count and now - self._written >= self.every_s
         events = report.drift or report.drift_action or report.checkpoint
@@ -61,5 +78,10 @@ class TensorBoardLog:
                 scalar("events/checkpoint", 1.0, step)
 
     def close(self) -> None:
-        self._writer.flush()
-        self._writer.close()
+        if self._writer is None:
+            return
+        try:
+            self._writer.flush()
+            self._writer.close()
+        except tf.errors.OpError as err:
+            log.error("TensorBoard log: %s", err.message)

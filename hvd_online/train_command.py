@@ -70,14 +70,24 @@ class MetricsLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a")  # noqa: SIM115 - lives as long as the run
+        self.lines_lost = 0
 
     def __call__(self, report: StepReport) -> None:
         if report.count or report.checkpoint or report.stopped:
-            self._file.write(json.dumps(report.as_json()) + "\n")
-            self._file.flush()
+            try:
+                self._file.write(json.dumps(report.as_json()) + "\n")
+                self._file.flush()
+            except OSError as err:  # a full disk must not end training; say it once
+                if not self.lines_lost:
+                    log.error("metrics log %s: %s; its lines are lost until there is room",
+                              self._file.name, err)
+                self.lines_lost += 1
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as err:
+            log.error("metrics log %s: %s", self._file.name, err)
 
 
 def load_step_hooks(config: Config, world: World, template: ModelTemplate) -> list[StepHook]:
@@ -176,7 +186,16 @@ def train_command(config: Config) -> int:
                 drift_events.append([report.step, report.drift, report.drift_action])
             last = report
         summary = rank_summary(world, trainer, inputs, last, drift_events)
-    layout.summary(world.rank).write_text(json.dumps(summary, sort_keys=True, indent=1))
     # for people: equal weight digests show the ranks stayed in sync
     print(f"SUMMARY {json.dumps(summary, sort_keys=True)}", flush=True)
-    return 0
+    code = 0
+    if last is not None and last.stopped and not last.checkpoint:
+        log.error("stopped (%s) without a final checkpoint: the next run resumes from the "
+                  "last durable one and trains again on what came after it", last.stopped)
+        code = 1
+    try:
+        layout.summary(world.rank).write_text(json.dumps(summary, sort_keys=True, indent=1))
+    except OSError as err:
+        log.error("rank %d: summary not written: %s", world.rank, err)
+        code = 1
+    return code

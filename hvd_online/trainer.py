@@ -84,6 +84,8 @@ class OnlineTrainer:
         self.step = state.step
         self.samples_total = state.samples_total
         self.skipped_steps = state.skipped_steps
+        #: checkpoints the disk refused in this process (rank 0 logs why)
+        self.checkpoint_failures = 0
         for key, operator in self.operators.items():
             if key in state.operators:
                 operator.restore(state.operators[key])
@@ -170,14 +172,28 @@ class OnlineTrainer:
                 digest=weights_digest(self.model),
                 sources={k: v for part, _ in gathered for k, v in sorted(part.items())},
                 operators={k: v for _, part in gathered for k, v in sorted(part.items())})
-            path = str(save_checkpoint(self.checkpoint_root, self.model.get_weights(),
-                                       [v.numpy() for v in self.optimizer.variables], state,
-                                       self.config.checkpoint.keep,
-                                       self.drift.arrays() if self.drift else None))
+            path = self._write_checkpoint(state)
         path = distributed.broadcast_object(path)  # also a barrier: written before we commit
+        if path is None:  # not durable: the broker must keep everything after the last one
+            self.checkpoint_failures += 1
+            return None
         for source in self.sources:
             source.commit(sources[source.key])
         return path
+
+    def _write_checkpoint(self, state: RunState) -> str | None:
+        """Rank 0: the checkpoint's path, or None when the disk refused it (full, read-only,
+        gone). Training goes on; the next save tries again."""
+        try:
+            return str(save_checkpoint(self.checkpoint_root, self.model.get_weights(),
+                                       [v.numpy() for v in self.optimizer.variables], state,
+                                       self.config.checkpoint.keep,
+                                       self.drift.arrays() if self.drift else None))
+        except OSError as err:
+            log.error("CHECKPOINT FAILED at step %d: %s. Nothing after the last durable "
+                      "checkpoint is acknowledged; training goes on and the next save tries "
+                      "again.", state.step, err)
+            return None
 
     def run(self) -> Iterator[StepReport]:
         start = last_save = idle_since = time.monotonic()
@@ -249,6 +265,7 @@ class OnlineTrainer:
                 step=self.step, samples_total=self.samples_total, applied=applied,
                 elapsed_s=now - start, samples_per_s=self._recent_rate(),
                 skipped_steps=self.skipped_steps, checkpoint=checkpoint, stopped=stopped,
+                checkpoint_failures=self.checkpoint_failures,
                 **self._drift_fields(response), **fields)
             if stopped:
                 return

@@ -69,6 +69,12 @@ if [ "${HVD_ONLINE_BROWSER:-1}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq chromium >/dev/null
 fi
 
+if [ "$(id -u)" = 0 ] && [ ! -x /usr/sbin/sshd ]; then
+  # the multi-host tests run an sshd per network-namespace host (tests/integration/netns_hosts.py)
+  log "installing Debian openssh-server for the multi-host tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
+fi
+
 npm_stamp=$repo/console/node_modules/.package-lock.sha
 npm_want=$(sha256sum "$repo/console/package-lock.json" | cut -d' ' -f1)
 if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]; then

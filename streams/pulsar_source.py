@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: the longest a silent partition waits between resubscriptions
 SILENCE_MAX_S = 300.0
+#: how long a subscription refused as busy is retried before the rank gives up
+HELD_WAIT_S = 180.0
 
 
 def message_position(message_id: Any) -> tuple[int, int, int]:
@@ -88,7 +90,23 @@ class PulsarPartitionSource(PartitionSource):
         # (The client discards what it prefetched before a seek completes.)
         #: where a (re)subscription seeks back to when the acknowledged cursor may be ahead
         self._seek_back_to: Any = resume if rewind else None
-        self._consumer = self._subscribe()
+        self._consumer = self._subscribe_when_free()
+
+    def _subscribe_when_free(self) -> Any:
+        """Subscribe, waiting while a consumer of a lost rank still holds the partition: the
+        broker drops it once its keepalive fails (measured with pulsar-lite: ~40 s after
+        the rank's host was cut off; Pulsar's default keepalive is 30 s)."""
+        deadline = time.monotonic() + HELD_WAIT_S
+        while True:
+            try:
+                return self._subscribe()
+            except (pulsar.ConsumerBusy, pulsar.Timeout) as err:  # pulsar-lite: Timeout
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("partition %d: subscription refused (%s): still held by a lost "
+                            "rank's consumer, or the broker is away; retrying",
+                            self.partition, type(err).__name__)
+                time.sleep(2.0)
 
     def _subscribe(self) -> Any:
         consumer = self._client.subscribe(

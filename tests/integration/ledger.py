@@ -5,11 +5,13 @@ Each rank appends to `DIR/rank-R.ids` one line "STEP KEY" (with `labels = true`:
 LABEL") per sample of every applied update,
 flushed within the step and before any checkpoint of it, so a rank killed with -9 leaves a
 ledger complete up to its last applied step. Steps after the checkpoint a run resumes from
-were rolled back with the model, so readers drop them (`harness.read_ledger`).
+were rolled back with the model, so readers drop them (`harness.read_ledger`). Under
+`hvd-online run`, each launch of the supervisor writes to its own `DIR/launch-N/`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,9 @@ class SampleLedger:
             msg = "the sample ledger needs a schema with a key field"
             raise ValueError(msg)
         directory = Path(dir)
+        launch = os.environ.get("HVD_ONLINE_LAUNCH")  # `hvd-online run` relaunches: one dir each
+        if launch:
+            directory = directory / f"launch-{launch}"
         directory.mkdir(parents=True, exist_ok=True)
         self.key_field = schema.key
         self.label_field = schema.label if labels else None

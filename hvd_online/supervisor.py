@@ -1,0 +1,186 @@
+"""Self-healing for `hvd-online run --hosts`: relaunch horovodrun on the hosts that answer.
+
+A lost rank or host ends a Horovod job (measured here: Horovod's elastic driver needs a
+discovery script and per-reset re-creation of everything a rank owns - Pulsar consumers,
+join buffers, the console - while a relaunch reuses the resume path every kill -9 test
+already covers). So the supervisor:
+
+- probes every host's ssh port every PROBE_S while training runs; a host that misses
+  LOST_AFTER probes in a row is lost (within LOST_AFTER x (PROBE_S + PROBE_TIMEOUT_S) =
+  10.5 s): this launch is killed (a rank blocked in a collective with it would otherwise
+  wait for Gloo's own 30 s timeout), and the next launch runs on the hosts that answer,
+  from the last checkpoint, the partitions spread over the ranks left;
+- relaunches after any failed launch, at most `max_restarts` times in a row without a
+  launch that ran for STABLE_S; then it exits with the last code, naming the lost hosts;
+- takes a lost host back once it answers BACK_AFTER probes in a row: kill -15 reaches the
+  ranks, they checkpoint and exit 0, and the next launch runs on every host again.
+
+Each launch gets HVD_ONLINE_LAUNCH=n in its environment (ranks log it; tests use it).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+PROBE_S = 2.0
+PROBE_TIMEOUT_S = 1.5
+LOST_AFTER = 3
+BACK_AFTER = 3
+#: a launch that ran this long resets the count of restarts in a row
+STABLE_S = 300.0
+#: how long ranks get to checkpoint after kill -15 before they are killed
+GRACE_S = 60.0
+LOCAL = {"localhost", "127.0.0.1"}
+
+
+@dataclass(frozen=True)
+class HostSlots:
+    host: str
+    slots: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.slots}"
+
+
+def parse_hosts(spec: str) -> list[HostSlots]:
+    """"hostA:2,hostB:1" (slots default to 1), as horovodrun -H takes them."""
+    hosts = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        host, _, slots = item.partition(":")
+        if not host or (slots and not slots.isdigit()) or slots == "0":
+            msg = f"--hosts: {item!r} is not HOST or HOST:SLOTS"
+            raise ValueError(msg)
+        hosts.append(HostSlots(host, int(slots or 1)))
+    if not hosts:
+        raise ValueError("--hosts: no host given")
+    return hosts
+
+
+def answers(host: str, port: int) -> bool:
+    """The host's ssh port accepts a connection (what horovodrun needs first)."""
+    if host in LOCAL:
+        return True
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True
+
+
+class Ending(enum.Enum):
+    EXITED = "exited"  # horovodrun ended by itself
+    LOST = "lost"  # a host stopped answering: this launch was stopped
+    BACK = "back"  # a lost host answers again: this launch was stopped to take it back
+
+
+#: starts horovodrun on these hosts as launch number n
+Launch = Callable[[list[HostSlots], int], subprocess.Popen]
+
+
+class Supervisor:
+    def __init__(self, hosts: list[HostSlots], launch: Launch, max_restarts: int,
+                 ssh_port: int = 22, probe: Callable[[str, int], bool] = answers) -> None:
+        self.hosts = hosts
+        self.launch = launch
+        self.max_restarts = max_restarts
+        self.ssh_port = ssh_port
+        self.probe = probe
+        self.lost: set[str] = set()
+        self._stopping = False
+        self._current: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        """kill -15 on the launcher: the ranks checkpoint and exit; no relaunch."""
+        self._stopping = True
+        if self._current is not None and self._current.poll() is None:
+            self._current.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        restarts, launch_number = 0, 0
+        while True:
+            live = [h for h in self.hosts if self.probe(h.host, self.ssh_port)]
+            self.lost = {h.host for h in self.hosts} - {h.host for h in live}
+            if not live:
+                log.error("no host answers on ssh port %d: %s", self.ssh_port,
+                          ", ".join(sorted(self.lost)))
+                return 1
+            if self.lost:
+                log.warning("running without %s (no answer on ssh port %d)",
+                            ", ".join(sorted(self.lost)), self.ssh_port)
+            launch_number += 1
+            log.info("launch %d on %s", launch_number, ",".join(map(str, live)))
+            started = time.monotonic()
+            self._current = self.launch(live, launch_number)
+            ending, code = self._watch(self._current, live)
+            if self._stopping or (ending is Ending.EXITED and code == 0):
+                return code
+            if ending is Ending.BACK and code == 0:
+                continue  # a planned relaunch onto more hosts, not a failure
+            if time.monotonic() - started >= STABLE_S:
+                restarts = 0
+            restarts += 1
+            lost = ", ".join(sorted(self.lost)) or "none"
+            if restarts > self.max_restarts:
+                log.error("training failed (exit code %d); gave up after %d restart(s) in a "
+                          "row. Hosts lost: %s", code, self.max_restarts, lost)
+                return code or 1
+            log.warning("training failed (exit code %d; hosts lost: %s): relaunch %d of %d "
+                        "from the last checkpoint", code, lost, restarts, self.max_restarts)
+
+    def _watch(self, process: subprocess.Popen, live: list[HostSlots]) -> tuple[Ending, int]:
+        """Wait for this launch, probing the hosts; stop it if one is lost or comes back."""
+        missed: Counter[str] = Counter()
+        answered: Counter[str] = Counter()
+        running = {h.host for h in live}
+        while True:
+            try:
+                return Ending.EXITED, process.wait(PROBE_S)
+            except subprocess.TimeoutExpired:
+                pass
+            if self._stopping:
+                continue
+            for host in (h.host for h in self.hosts):
+                ok = self.probe(host, self.ssh_port)
+                if host in running:
+                    missed[host] = 0 if ok else missed[host] + 1
+                    if missed[host] >= LOST_AFTER:
+                        self.lost.add(host)
+                        log.error("host %s lost: no answer on ssh port %d for %d probes; "
+                                  "stopping this launch", host, self.ssh_port, LOST_AFTER)
+                        return Ending.LOST, self._end(process, graceful=False)
+                else:
+                    answered[host] = answered[host] + 1 if ok else 0
+                    if answered[host] >= BACK_AFTER:
+                        log.warning("host %s answers again: checkpointing and relaunching "
+                                    "onto it", host)
+                        self.lost.discard(host)
+                        return Ending.BACK, self._end(process, graceful=True)
+
+    @staticmethod
+    def _end(process: subprocess.Popen, graceful: bool) -> int:
+        """Graceful: kill -15 (ranks checkpoint and exit 0), then wait. Not graceful, or
+        not done in GRACE_S: kill -9 the launch's process group. A rank blocked in a
+        collective with a lost host never reaches a step boundary, so there is nothing to
+        wait for; kill -9 is safe (it resumes from the last checkpoint, exactly once)."""
+        if graceful:
+            process.send_signal(signal.SIGTERM)
+            try:
+                return process.wait(GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return process.wait()

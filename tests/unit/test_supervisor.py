@@ -1,0 +1,137 @@
+"""The supervisor of `hvd-online run --hosts`, with stand-in launches (small real processes)
+and a scripted probe in place of ssh ports."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from hvd_online import supervisor
+from hvd_online.supervisor import HostSlots, Supervisor, parse_hosts
+
+#: a launch that runs until kill -15, then exits 0 (as ranks do after their checkpoint)
+RUNS = ("import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "time.sleep(60)\n")
+
+
+@pytest.fixture(autouse=True)
+def fast_probes(monkeypatch):
+    monkeypatch.setattr(supervisor, "PROBE_S", 0.05)
+
+
+def wait_for_launch(script) -> None:
+    """Until the first launch runs and has its kill -15 handler in place."""
+    while not script.processes:
+        time.sleep(0.01)
+    time.sleep(0.5)
+
+
+def python(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+
+class Script:
+    """Records every launch; `answering` is what the probe says about each host."""
+
+    def __init__(self, hosts: str, codes: list[str]) -> None:
+        self.hosts = parse_hosts(hosts)
+        self.answering = {h.host: True for h in self.hosts}
+        self.codes = codes
+        self.launches: list[list[str]] = []
+        self.processes: list[subprocess.Popen] = []
+
+    def launch(self, hosts: list[HostSlots], number: int) -> subprocess.Popen:
+        assert number == len(self.launches) + 1
+        self.launches.append([str(h) for h in hosts])
+        process = python(self.codes[min(len(self.launches), len(self.codes)) - 1])
+        self.processes.append(process)
+        return process
+
+    def probe(self, host: str, port: int) -> bool:
+        assert port == 22
+        return self.answering[host]
+
+    def supervisor(self, max_restarts: int) -> Supervisor:
+        return Supervisor(self.hosts, self.launch, max_restarts, probe=self.probe)
+
+
+def test_parse_hosts():
+    assert parse_hosts("a:2, b") == [HostSlots("a", 2), HostSlots("b", 1)]
+    assert str(HostSlots("a", 2)) == "a:2"
+    for bad in ("", "a:x", ":2", "a:0", "a:-1"):
+        with pytest.raises(ValueError, match="--hosts"):
+            parse_hosts(bad)
+
+
+def test_a_finished_launch_is_not_relaunched():
+    script = Script("a:1,b:1", ["raise SystemExit(0)"])
+    assert script.supervisor(3).run() == 0
+    assert script.launches == [["a:1", "b:1"]]
+
+
+def test_failures_are_relaunched_up_to_max_restarts_then_the_code_is_returned(caplog):
+    script = Script("a:1,b:1", ["raise SystemExit(7)"])
+    assert script.supervisor(2).run() == 7
+    assert len(script.launches) == 3
+    assert "gave up after 2 restart(s) in a row" in caplog.text
+
+
+def test_one_failure_then_success():
+    script = Script("a:1", ["raise SystemExit(1)", "raise SystemExit(0)"])
+    assert script.supervisor(1).run() == 0
+    assert len(script.launches) == 2
+
+
+def test_a_lost_host_stops_the_launch_and_the_next_runs_without_it(caplog):
+    script = Script("a:1,b:2", [RUNS, "raise SystemExit(0)"])
+    watched = script.supervisor(3)
+
+    def cut_b_once_running():
+        wait_for_launch(script)
+        script.answering["b"] = False
+
+    threading.Thread(target=cut_b_once_running, daemon=True).start()
+    assert watched.run() == 0
+    assert script.launches == [["a:1", "b:2"], ["a:1"]]
+    assert script.processes[0].returncode is not None
+    assert "host b lost" in caplog.text
+    assert "hosts lost: b" in caplog.text
+
+
+def test_no_host_answering_exits_non_zero_naming_them(caplog):
+    script = Script("a:1,b:1", [RUNS])
+    script.answering.update(a=False, b=False)
+    assert script.supervisor(3).run() == 1
+    assert script.launches == []
+    assert "no host answers on ssh port 22: a, b" in caplog.text
+
+
+def test_a_host_that_comes_back_is_taken_back_without_counting_a_restart(caplog):
+    script = Script("a:1,b:1", [RUNS, "raise SystemExit(0)"])
+    script.answering["b"] = False
+
+    def b_back_once_running():
+        wait_for_launch(script)
+        script.answering["b"] = True
+
+    threading.Thread(target=b_back_once_running, daemon=True).start()
+    assert script.supervisor(0).run() == 0  # max_restarts 0: the relaunch was no failure
+    assert script.launches == [["a:1"], ["a:1", "b:1"]]
+    assert script.processes[0].returncode == 0, "kill -15: the ranks checkpoint and exit 0"
+    assert "host b answers again" in caplog.text
+
+
+def test_stop_ends_the_current_launch_without_relaunch():
+    script = Script("a:1", [RUNS])
+    watched = script.supervisor(3)
+
+    def stop_once_running():
+        wait_for_launch(script)
+        watched.stop()
+
+    threading.Thread(target=stop_once_running, daemon=True).start()
+    assert watched.run() == 0
+    assert len(script.launches) == 1
