@@ -6,8 +6,8 @@ join buffers, the console - while a relaunch reuses the resume path every kill -
 already covers). So the supervisor:
 
 - probes every host's ssh port every PROBE_S while training runs; a host that misses
-  LOST_AFTER probes in a row is lost (within LOST_AFTER x (PROBE_S + PROBE_TIMEOUT_S) =
-  10.5 s): this launch is killed (a rank blocked in a collective with it would otherwise
+  LOST_AFTER probes in a row is lost (within (LOST_AFTER + 1) x (PROBE_S +
+  PROBE_TIMEOUT_S) = 14 s of going away, with two hosts): this launch is killed (a rank blocked in a collective with it would otherwise
   wait for Gloo's own 30 s timeout), and the next launch runs on the hosts that answer,
   from the last checkpoint, the partitions spread over the ranks left;
 - relaunches after any failed launch, at most `max_restarts` times in a row without a
@@ -15,7 +15,8 @@ already covers). So the supervisor:
 - takes a lost host back once it answers BACK_AFTER probes in a row: kill -15 reaches the
   ranks, they checkpoint and exit 0, and the next launch runs on every host again.
 
-Each launch gets HVD_ONLINE_LAUNCH=n in its environment (ranks log it; tests use it).
+Each launch gets HVD_ONLINE_LAUNCH=n in its environment (the tests' sample ledger keeps one
+directory per launch with it).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from hvd_online.supervisor import LOST_AFTER, PROBE_S, PROBE_TIMEOUT_S
 from tests.integration.harness import (
     REPO,
     ledger_hook,
@@ -223,6 +224,9 @@ def test_host_b_cut_off_heals_onto_a_and_b_rejoins_when_back(cluster, topic, tmp
         wait_until(lambda: "host " + cluster["b"].address + " lost" in run.output, 60,
                    "the supervisor to notice host b is gone")
         detected = time.monotonic() - cut
+        # the documented bound (README "Across hosts"), plus one probe cycle of phase
+        bound = LOST_AFTER * (PROBE_S + PROBE_TIMEOUT_S) + PROBE_S + PROBE_TIMEOUT_S
+        assert detected <= bound, (detected, bound)
         wait_until(lambda: "launch 2 on" in run.output
                    and "rank 0: first step done" in run.output.split("launch 2 on")[1], 300,
                    "launch 2 to take over every partition")

@@ -135,3 +135,24 @@ def test_stop_ends_the_current_launch_without_relaunch():
     threading.Thread(target=stop_once_running, daemon=True).start()
     assert watched.run() == 0
     assert len(script.launches) == 1
+
+
+def test_a_launch_on_this_machine_only_leaves_out_the_network_interface():
+    from hvd_online.launch import RankPlan
+
+    plan = RankPlan(parse_hosts("localhost:2,203.0.113.7:1"), 3,
+                    ("--network-interface", "eth0", "--ssh-port", "2222"))
+    assert plan.options_for(parse_hosts("203.0.113.7:1")) == [
+        "--network-interface", "eth0", "--ssh-port", "2222"]
+    assert plan.options_for(parse_hosts("localhost:2")) == ["--ssh-port", "2222"]
+
+
+def test_hosts_elsewhere_need_a_broker_url(tmp_path, caplog):
+    from hvd_online.cli import main
+
+    config = tmp_path / "config.toml"
+    config.write_text('[model]\ntemplate = "x.py:T"\n[stream]\ntopic = "t"\n')
+    assert main(["run", str(config), "--hosts", "203.0.113.7:1"]) == 2
+    assert "--hosts on other machines needs --url" in caplog.text
+    assert main(["run", str(config), "--hosts", "203.0.113.7:x", "--url", "pulsar://h:1"]) == 2
+    assert "is not HOST or HOST:SLOTS" in caplog.text
