@@ -23,6 +23,7 @@ import pytest
 from hvd_online.supervisor import LOST_AFTER, PROBE_S, PROBE_TIMEOUT_S
 from tests.integration.harness import (
     REPO,
+    Background,
     ledger_hook,
     ledger_size,
     read_ledger,
@@ -124,6 +125,23 @@ def config_for(tmp_path: Path, hosts: NamespaceHosts, topic: str, extra: str = "
                         extra="[checkpoint]\nevery_steps = 10\n" + extra)
 
 
+def streaming_run(cluster: NamespaceHosts, topic: str, tmp_path: Path, m: int,
+                  rate: float) -> tuple[HostsRun, Background]:
+    """Both ranks stepping on a live stream of `m` samples, 3,000 of them trained."""
+    config = config_for(tmp_path, cluster, topic)
+    run = HostsRun(cluster, tmp_path, config, f"train.max_samples={m}")
+    wait_until(lambda: "rank 1: first step done" in run.output, 180, "both ranks stepping")
+    producer = start_producer(config, m, rate=rate, log_path=tmp_path / "producer.log")
+    run.wait_trained(1, 3000, 120)
+    return run, producer
+
+
+def finishes_exactly_once(run: HostsRun, producer: Background, m: int, timeout: float) -> None:
+    assert run.finish(timeout) == 0
+    producer.wait(60)
+    run.exactly_once(m)
+
+
 def pause(producer, paused: bool) -> None:
     """pulsar-lite 0.2.0 keeps the subscription of a consumer killed while messages are being
     published (harness.kill_a_rank_mid_stream): the producer pauses around such kills."""
@@ -188,11 +206,7 @@ print(json.dumps({"predict": status, "predictions": body.get("predictions"),
 @pytest.mark.timeout(600)
 def test_kill_9_of_the_rank_on_host_b_relaunches_exactly_once(cluster, topic, tmp_path):
     m = 24000
-    config = config_for(tmp_path, cluster, topic)
-    run = HostsRun(cluster, tmp_path, config, f"train.max_samples={m}")
-    wait_until(lambda: "rank 1: first step done" in run.output, 180, "both ranks stepping")
-    producer = start_producer(config, m, rate=2000, log_path=tmp_path / "producer.log")
-    run.wait_trained(1, 3000, 120)
+    run, producer = streaming_run(cluster, topic, tmp_path, m, rate=2000)
     pause(producer, True)
     time.sleep(0.5)
     os.kill(run.train_pid("b"), signal.SIGKILL)
@@ -201,21 +215,15 @@ def test_kill_9_of_the_rank_on_host_b_relaunches_exactly_once(cluster, topic, tm
     pause(producer, False)
     resumed = run.wait_trained(2, 0, 240) - killed
     print(f"kill -9 of the rank on host b -> training again (launch 2): {resumed:.1f} s")
-    assert run.finish(300) == 0
-    producer.wait(60)
+    finishes_exactly_once(run, producer, m, 300)
     assert "relaunch 1 of 3" in run.output
-    run.exactly_once(m)
 
 
 @pytest.mark.timeout(900)
 def test_host_b_cut_off_heals_onto_a_and_b_rejoins_when_back(cluster, topic, tmp_path):
     m = 60000
-    config = config_for(tmp_path, cluster, topic)
-    run = HostsRun(cluster, tmp_path, config, f"train.max_samples={m}")
-    wait_until(lambda: "rank 1: first step done" in run.output, 180, "both ranks stepping")
-    producer = start_producer(config, m, rate=1000, log_path=tmp_path / "producer.log")
+    run, producer = streaming_run(cluster, topic, tmp_path, m, rate=1000)
     try:
-        run.wait_trained(1, 3000, 120)
         # pulsar-lite drops a cut-off consumer (keepalive, ~40 s) only while nothing is
         # published to its partition (see pause()); Pulsar drops it either way
         pause(producer, True)
@@ -241,19 +249,13 @@ def test_host_b_cut_off_heals_onto_a_and_b_rejoins_when_back(cluster, topic, tmp
     rejoined = run.wait_trained(3, 0, 300) - back
     assert f"launch 3 on {cluster['a'].address}:1,{cluster['b'].address}:1" in run.output
     print(f"host b back -> training on a and b again (launch 3): {rejoined:.1f} s")
-    assert run.finish(600) == 0
-    producer.wait(60)
-    run.exactly_once(m)
+    finishes_exactly_once(run, producer, m, 600)
 
 
 @pytest.mark.timeout(600)
 def test_broker_cut_off_for_20_s_training_waits_then_resumes(cluster, topic, tmp_path):
     m = 30000
-    config = config_for(tmp_path, cluster, topic)
-    run = HostsRun(cluster, tmp_path, config, f"train.max_samples={m}")
-    wait_until(lambda: "rank 1: first step done" in run.output, 180, "both ranks stepping")
-    producer = start_producer(config, m, rate=1500, log_path=tmp_path / "producer.log")
-    run.wait_trained(1, 3000, 120)
+    run, producer = streaming_run(cluster, topic, tmp_path, m, rate=1500)
     pause(producer, True)  # it is cut off too; a producer's retries are its own business
     cluster.link("broker", up=False)
     try:
@@ -265,7 +267,5 @@ def test_broker_cut_off_for_20_s_training_waits_then_resumes(cluster, topic, tmp
     back = time.monotonic()
     resumed = run.wait_trained(1, during, 240) - back
     print(f"broker back after 20 s -> training again: {resumed:.1f} s")
-    assert run.finish(400) == 0
-    producer.wait(60)
+    finishes_exactly_once(run, producer, m, 400)
     assert "launch 2" not in run.output, "the same launch waited and went on"
-    run.exactly_once(m)
