@@ -7,9 +7,10 @@ already covers). So the supervisor:
 
 - probes every host's ssh port every PROBE_S while training runs; a host that misses
   LOST_AFTER probes in a row is lost (within (LOST_AFTER + 1) x (PROBE_S +
-  PROBE_TIMEOUT_S) = 14 s of going away, with two hosts): this launch is killed (a rank blocked in a collective with it would otherwise
-  wait for Gloo's own 30 s timeout), and the next launch runs on the hosts that answer,
-  from the last checkpoint, the partitions spread over the ranks left;
+  PROBE_TIMEOUT_S) = 14 s of going away, with two hosts): this launch is killed (a rank
+  blocked in a collective with it would otherwise wait for Gloo's own 30 s timeout), and
+  the next launch runs on the hosts that answer, from the last checkpoint, the partitions
+  spread over the ranks left;
 - relaunches after any failed launch, at most `max_restarts` times in a row without a
   launch that ran for STABLE_S; then it exits with the last code, naming the lost hosts;
 - takes a lost host back once it answers BACK_AFTER probes in a row: kill -15 reaches the
