@@ -86,15 +86,9 @@ def rank_plan(args: argparse.Namespace, config: Config) -> RankPlan:
         msg = ("--hosts on other machines needs --url: a broker they all reach (e.g. "
                "`hvd-online broker --host ADDRESS` on one of them)")
         raise ConfigError(msg)
-    options: list[str] = []
-    for flag, value in (("--network-interface", args.network_interface),
-                        ("--ssh-identity-file", args.ssh_identity_file)):
-        if value:
-            options += [flag, value]
-    if args.ssh_port != 22:
-        options += ["--ssh-port", str(args.ssh_port)]
     restarts = 3 if args.max_restarts is None else args.max_restarts
-    return RankPlan(hosts, restarts, tuple(options), args.ssh_port)
+    return RankPlan(hosts, restarts, args.network_interface, args.ssh_identity_file,
+                    args.ssh_port)
 
 
 def build_parser() -> argparse.ArgumentParser:

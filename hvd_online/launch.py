@@ -37,8 +37,9 @@ class RankPlan:
     hosts: list[HostSlots]
     #: relaunches in a row after a failure before giving up
     max_restarts: int = 0
-    #: passed to horovodrun as they are, e.g. --network-interface eth0
-    horovodrun_options: tuple[str, ...] = ()
+    #: horovodrun --network-interface: the NIC the ranks reach each other on
+    network_interface: str | None = None
+    ssh_identity_file: str | None = None
     ssh_port: int = 22
 
     @classmethod
@@ -49,10 +50,13 @@ class RankPlan:
         """horovodrun's options for a launch on `hosts`. When all of them are this machine,
         horovodrun runs over loopback and refuses a --network-interface without 127.0.0.1
         ("No interface is found for address 127.0.0.1"), so it is left out."""
-        options = list(self.horovodrun_options)
-        if "--network-interface" in options and all(map(is_this_machine, hosts)):
-            at = options.index("--network-interface")
-            del options[at:at + 2]
+        options = []
+        if self.network_interface and not all(map(is_this_machine, hosts)):
+            options += ["--network-interface", self.network_interface]
+        if self.ssh_identity_file:
+            options += ["--ssh-identity-file", self.ssh_identity_file]
+        if self.ssh_port != 22:
+            options += ["--ssh-port", str(self.ssh_port)]
         return options
 
 

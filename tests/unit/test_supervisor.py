@@ -140,8 +140,8 @@ def test_stop_ends_the_current_launch_without_relaunch():
 def test_a_launch_on_this_machine_only_leaves_out_the_network_interface():
     from hvd_online.launch import RankPlan
 
-    plan = RankPlan(parse_hosts("localhost:2,203.0.113.7:1"), 3,
-                    ("--network-interface", "eth0", "--ssh-port", "2222"))
+    plan = RankPlan(parse_hosts("localhost:2,203.0.113.7:1"), 3, network_interface="eth0",
+                    ssh_port=2222)
     assert plan.options_for(parse_hosts("203.0.113.7:1")) == [
         "--network-interface", "eth0", "--ssh-port", "2222"]
     assert plan.options_for(parse_hosts("localhost:2")) == ["--ssh-port", "2222"]
