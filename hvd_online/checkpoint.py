@@ -37,8 +37,8 @@ class Checkpoint:
     state: RunState
     #: operators' arrays by name (e.g. "challenger-weights")
     extra: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
-    #: newer checkpoints that were unusable: sources were acknowledged past this one, so they
-    #: must rewind to its snapshots
+    #: newer checkpoints that were unusable (the durable cursor may be acknowledged past this
+    #: one; sources read from its snapshots all the same)
     skipped_newer: int = 0
 
 
@@ -47,8 +47,6 @@ class Resume:
     """Where a run continues from, as every rank sees it."""
 
     state: RunState
-    #: newer checkpoints were unusable: sources must rewind to this state's snapshots
-    rewind: bool = False
     #: rank 0 only (the arrays reach the other ranks with the initial broadcast)
     checkpoint: Checkpoint | None = None
 

@@ -44,7 +44,8 @@ class StreamConfig:
     codec: str = "record"
     #: passed as-is to pulsar.Client(...), e.g. {operation_timeout_seconds = 30}
     client_options: dict[str, Any] = field(default_factory=dict)
-    #: passed as-is to client.subscribe(...), e.g. {receiver_queue_size = 2000}
+    #: passed as-is to client.create_reader(...) for each partition, e.g.
+    #: {receiver_queue_size = 2000}
     consumer_options: dict[str, Any] = field(default_factory=dict)
     #: port of the embedded broker; 0 picks a free one
     embedded_port: int = 0

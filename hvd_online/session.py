@@ -26,6 +26,7 @@ from streams.assignment import partitions_for_rank
 from streams.broker import EmbeddedBroker
 from streams.client import connect
 from streams.codecs import make_codec
+from streams.cursor import DurableCursor
 from streams.dead_letter import DeadLetterSink
 from streams.predictions import PredictionSink
 from streams.pulsar_source import PulsarPartitionSource
@@ -38,13 +39,11 @@ def read_resume(layout: RunLayout, world: World) -> Resume | None:
     """Rank 0 reads the newest valid checkpoint; every rank receives its run state (the
     arrays stay on rank 0 until the initial broadcast)."""
     checkpoint = load_latest_checkpoint(layout.checkpoints) if world.is_chief else None
-    found = (checkpoint.state, checkpoint.skipped_newer > 0) if checkpoint else None
-    found = distributed.broadcast_object(found)
-    if found is None:
+    state = distributed.broadcast_object(checkpoint.state if checkpoint else None)
+    if state is None:
         return None
-    state, rewind = found
     log.info("rank %d resuming from step %d", world.rank, state.step)
-    return Resume(state, rewind, checkpoint)
+    return Resume(state, checkpoint)
 
 
 @contextmanager
@@ -83,12 +82,14 @@ def open_inputs(config: Config, world: World, layout: RunLayout, template: Model
     """This rank's input: its partition sources (each built from its snapshot in `resume`),
     dead-letter sinks and, for raw event streams, the predictions topic."""
     snapshots = resume.state.sources if resume else {}
-    rewind = bool(resume and resume.rewind)
     join = config.join
     with ExitStack() as stack:
         url = stack.enter_context(broker_url(config, world, layout))
         client = connect(url, **config.stream.client_options)
         stack.callback(client.close)
+        # the durable cursors' own connection carries no messages (see streams/cursor.py)
+        cursor_client = connect(url, **config.stream.client_options)
+        stack.callback(cursor_client.close)
         topics = [join.events_topic, join.labels_topic] if join.events_topic else [
             config.stream.topic]
         partitions = _partition_count(client, topics, config.stream.partitions)
@@ -99,10 +100,12 @@ def open_inputs(config: Config, world: World, layout: RunLayout, template: Model
         def sources(topic: str) -> list[PulsarPartitionSource]:
             made = []
             for p in owned:
+                key = PulsarPartitionSource.key_for(topic, p)
+                cursor = DurableCursor(cursor_client, key, config.stream.subscription)
+                stack.callback(cursor.close)
                 source = PulsarPartitionSource(
-                    client, topic, p, config.stream.subscription,
-                    resume_state=snapshots.get(PulsarPartitionSource.key_for(topic, p)),
-                    rewind=rewind, consumer_options=config.stream.consumer_options)
+                    client, topic, p, resume_state=snapshots.get(key), cursor=cursor,
+                    reader_options=config.stream.consumer_options)
                 stack.callback(source.close)
                 made.append(source)
             return made
