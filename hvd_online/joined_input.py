@@ -67,6 +67,23 @@ def check_schemas(template: ModelTemplate) -> tuple[EventSchema, LabelSchema]:
     return events, labels
 
 
+def newest_published(*taken: list[Record]) -> dict[int, int]:
+    """Per partition, the publish time of the newest record taken (what tells each join a
+    replayed backlog from live data); 0 is an unknown time.
+
+    >>> newest_published([Record(0, (1,), b"", 5), Record(1, (1,), b"", 0)],
+    ...                  [Record(0, (2,), b"", 9)])
+    {0: 9}
+    """
+    newest: dict[int, int] = {}
+    for records in taken:
+        for record in records:
+            if record.publish_ms:
+                newest[record.partition] = max(newest.get(record.partition, 0),
+                                               record.publish_ms)
+    return newest
+
+
 class JoinedInput:
     def __init__(self, config: JoinConfig, template: ModelTemplate,
                  events: Sequence[PartitionSource], labels: Sequence[PartitionSource],
@@ -111,9 +128,9 @@ class JoinedInput:
 
     def take(self, step: int, predict: Predict) -> Batch:
         label_records = [r for s in self.labels for r in s.next_batch(self._label_batch)]
+        event_records = self.window.collect()
         events, event_parts, event_times, _ = self._decoded(
-            self.window.collect(), self.event_codec, self.dead_letters[0],
-            self.event_schema.time)
+            event_records, self.event_codec, self.dead_letters[0], self.event_schema.time)
         labels, label_parts, label_times, label_ok = self._decoded(
             label_records, self.label_codec, self.dead_letters[1], self.label_schema.time)
         keys = events[self.event_schema.key]
@@ -130,11 +147,13 @@ class JoinedInput:
         samples: list[tuple[int, bytes, bytes]] = []
         delays: list[int] = []
         expired = 0
+        published = newest_published(event_records, label_records)
         for partition, join in self.joins.items():
             out = join.push(
                 events=self._items(keys, event_times, event_values, event_parts == partition),
                 labels=self._items(label_keys, label_times, label_values,
-                                   label_parts == partition))
+                                   label_parts == partition),
+                published_ms=published.get(partition))
             samples += samples_to_train(out, self.config.on_expiry, self._expiry_label)
             delays += [j.delay_ms for j in out.joined]
             expired += len(out.expired)

@@ -24,6 +24,7 @@ of a broker (a callback, an id, an acknowledgement) is then shared by that many 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,28 +55,45 @@ class Codec(Protocol):
     def decode(self, payloads: Sequence[bytes]) -> tuple[np.ndarray, list[Rejected]]: ...
 
 
-def _reject_nonfinite(schema: Fields, rows: np.ndarray) -> np.ndarray:
-    """Boolean mask of rows whose float fields are all finite (vectorised, no Python loop)."""
-    ok = np.ones(len(rows), dtype=bool)
+#: event and label times a stream can carry, in ms since the epoch: from 1990-01-01 to a day
+#: ahead of this machine's clock (seconds instead of ms, or two fields swapped, land outside)
+EARLIEST_MS = 631_152_000_000
+AHEAD_MS = 86_400_000
+
+
+def _invalid_reason(schema: Fields, rows: np.ndarray) -> list[str | None]:
+    """Per row, why it cannot be trained (None: fine); vectorised, no Python loop per row
+    unless a row is bad."""
+    reasons: list[str | None] = [None] * len(rows)
     if not len(rows):
-        return ok
+        return reasons
+    ok = np.ones(len(rows), dtype=bool)
     for name in schema.float_fields():
-        values = rows[name].reshape(len(rows), -1)
-        ok &= np.isfinite(values).all(axis=1)
-    return ok
+        ok &= np.isfinite(rows[name].reshape(len(rows), -1)).all(axis=1)
+    for i in np.flatnonzero(~ok):
+        reasons[i] = "non-finite value (NaN or inf) in a float field"
+    latest = time.time() * 1000 + AHEAD_MS
+    for name in schema.time_fields():
+        times = rows[name].astype(np.float64)
+        for i in np.flatnonzero(ok & ((times < EARLIEST_MS) | (times > latest))):
+            reasons[i] = (f"implausible time: {name} = {int(rows[name][i])} is not a time in ms "
+                          f"since the epoch between 1990-01-01 and a day from now")
+    return reasons
 
 
-def _split_nonfinite(schema: Fields, rows: np.ndarray, owner: np.ndarray,
-                     rejected: list[Rejected]) -> np.ndarray:
-    """Drop every row of a payload that has a non-finite row (`owner[i]` is row i's payload):
+def _split_invalid(schema: Fields, rows: np.ndarray, owner: np.ndarray,
+                   rejected: list[Rejected]) -> np.ndarray:
+    """Drop every row of a payload that has an invalid row (`owner[i]` is row i's payload):
     the payload goes to the dead-letter topic whole, so none of its samples is lost."""
-    finite = _reject_nonfinite(schema, rows)
-    if finite.all():
+    reasons = _invalid_reason(schema, rows)
+    bad: dict[int, str] = {}
+    for i, reason in enumerate(reasons):
+        if reason is not None:
+            bad.setdefault(int(owner[i]), reason)
+    if not bad:
         return rows
-    bad = np.unique(owner[~finite])
-    for i in bad:
-        rejected.append(Rejected(int(i), "non-finite value (NaN or inf) in a float field"))
-    return rows[~np.isin(owner, bad)]
+    rejected.extend(Rejected(i, reason) for i, reason in sorted(bad.items()))
+    return rows[~np.isin(owner, list(bad))]
 
 
 class RecordCodec:
@@ -121,7 +139,7 @@ class RecordCodec:
                 rejected.append(Rejected(i, reason))
         rows = np.frombuffer(b"".join(good), dtype=self.schema.dtype)
         owner = np.repeat(np.asarray(indices, dtype=np.int64), counts)
-        return _split_nonfinite(self.schema, rows, owner, rejected), rejected
+        return _split_invalid(self.schema, rows, owner, rejected), rejected
 
 
 class JsonCodec:
@@ -179,7 +197,7 @@ class JsonCodec:
                 rejected.append(Rejected(i, f"bad JSON record: {err}"))
         rows = np.array(parsed, dtype=self.schema.dtype)
         owner = np.asarray(indices, dtype=np.int64)
-        return _split_nonfinite(self.schema, rows, owner, rejected), rejected
+        return _split_invalid(self.schema, rows, owner, rejected), rejected
 
 
 def make_codec(name: str, schema: Fields) -> Codec:

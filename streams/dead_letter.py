@@ -10,6 +10,8 @@ import logging
 from collections import Counter
 from typing import Any, Protocol
 
+import pulsar
+
 from streams.codecs import Rejected
 from streams.source import Record
 from streams.topics import dead_letter_topic
@@ -64,7 +66,7 @@ class DeadLetterSink:
         self._producer.send_async(record.payload, self._sent, properties=properties)
 
     def _sent(self, result: Any, _message_id: Any) -> None:
-        if str(result) != "Ok":
+        if result != pulsar.Result.Ok:
             self.failed += 1
             log.error("dead-letter publish to %s failed: %s", self.topic, result)
 

@@ -8,10 +8,14 @@ label that comes before its event waits for it.
 **Time.** Event time in ms (the producers' clocks). The watermark is the slower input's
 progress minus `lateness_ms`: `min(newest event time, newest label time) - lateness_ms`,
 never moving back. An input with nothing new for `idle_ms` (processing time, counted from
-its last message or from the start/restore of this join) no longer holds the watermark back:
-its progress is taken as `now - idle_ms`. So a sparse label stream does not stall expiry,
-the tail of a finished stream expires, and a replay after a restart (data flowing again)
-is decided by the data alone.
+its last message or from the first `push` after the start/restore of this join) no longer
+holds the watermark back: its progress is taken as `now - idle_ms`. So a sparse label stream
+does not stall expiry and the tail of a finished stream expires. But not while a backlog is
+replayed (the newest record taken was published `idle_ms` or more ago, as `push` is told):
+then a silent input is more likely not yet delivering than idle, so the data alone decides
+until every input has gone quiet (the backlog is drained). Without that, after a restart the
+wall clock ran ahead of the replayed event times: restored events expired before their
+labels were read, and replayed events were dropped as late (seen in a 2-rank relaunch).
 
 **Decisions**, the same whatever order the two inputs interleave in (within the lateness):
 - a pair joins when its label time is at most `window_ms` after its event time;
@@ -19,12 +23,15 @@ is decided by the data alone.
   with the expiry label or drops it (`[join] on_expiry`);
 - when more than `max_pending` events wait, the oldest expire early (counted);
 - an event already behind the watermark by `window_ms` on arrival is late: dropped, counted;
-- a label that came more than `window_ms` after its event, or whose event was pushed out
-  early by `max_pending`, is late: dropped, counted; a label whose event is not pending when
-  the watermark passes the label's own time (never came, or expired) is an orphan: dropped,
-  counted;
+- a label that came more than `window_ms` after its event, after its event expired (or was
+  pushed out early by `max_pending`), or at or behind the watermark on arrival (its event, if
+  there was one, is no longer remembered) is late: dropped, counted;
+- a label that waited and whose event never came before the watermark passed the label's own
+  time is an orphan: dropped, counted (so orphans count labels lacking their event);
 - a second event or label for a key that is pending or done is a duplicate: dropped, counted.
-  Keys are remembered until the watermark makes any repeat late.
+  Finished keys are remembered until the watermark passes their event time by
+  `REMEMBER_WINDOWS` windows: a label later than that after its event is counted as an orphan
+  (telling it from a label whose event never came needs the key).
 
 >>> clock = FakeClock(0)
 >>> join = EventLabelJoin(window_ms=1000, lateness_ms=0, idle_ms=10_000, clock=clock)
@@ -53,6 +60,8 @@ from streams.errors import StreamsError
 
 #: (key, time in ms, value): one event or one label as the join takes it
 Item = tuple[int, int, bytes]
+#: how many windows past its event time a finished key is remembered (see "Decisions")
+REMEMBER_WINDOWS = 3
 COUNTERS = ("events", "labels", "joined", "expired", "expired_early", "late_events",
             "late_labels", "orphan_labels", "duplicate_events", "duplicate_labels")
 
@@ -145,8 +154,9 @@ class EventLabelJoin:
         self._restart_idle_timers()
 
     def _restart_idle_timers(self) -> None:
-        now = self.clock()
-        self._last_arrival = [now, now]
+        """Idle time counts from the first push (the caller's start-up is not silence)."""
+        self._last_arrival: list[float] | None = None
+        self._replaying = False
 
     @property
     def pending_events(self) -> int:
@@ -156,11 +166,17 @@ class EventLabelJoin:
     def pending_labels(self) -> int:
         return len(self._labels)
 
-    def push(self, events: Iterable[Item] = (), labels: Iterable[Item] = ()) -> JoinOutput:
+    def push(self, events: Iterable[Item] = (), labels: Iterable[Item] = (),
+             published_ms: float | None = None) -> JoinOutput:
         """Take what arrived (events first, then labels), then expire what the watermark
-        has passed."""
+        has passed. `published_ms`: when the newest of these records was published (on
+        this join's clock), if known: it tells a replayed backlog from live data."""
         out = JoinOutput()
         now = self.clock()
+        if self._last_arrival is None:
+            self._last_arrival = [now, now]
+        if published_ms is not None:
+            self._replaying = now - published_ms >= self.idle_ms
         for key, when, value in events:
             self._last_arrival[0] = now
             self._newest[0] = max(self._newest[0], when)
@@ -196,7 +212,7 @@ class EventLabelJoin:
             event_time, event = self._events.pop(key)
             self._join(key, event_time, event, when, value, out)
         elif when <= self.watermark:
-            self.counts["orphan_labels"] += 1
+            self.counts["late_labels"] += 1  # too late to tell whether its event came
         else:
             self._labels[key] = (when, value)
             heapq.heappush(self._label_heap, (when, key))
@@ -217,8 +233,11 @@ class EventLabelJoin:
         heapq.heappush(self._done_heap, (event_time, key))
 
     def _advance(self, now: float, out: JoinOutput) -> None:
-        progress = [newest if now - last < self.idle_ms else max(newest, int(now - self.idle_ms))
-                    for newest, last in zip(self._newest, self._last_arrival, strict=True)]
+        assert self._last_arrival is not None  # set by push
+        quiet = [now - last >= self.idle_ms for last in self._last_arrival]
+        caught_up = not self._replaying or all(quiet)
+        progress = [max(newest, int(now - self.idle_ms)) if idle and caught_up else newest
+                    for newest, idle in zip(self._newest, quiet, strict=True)]
         self.watermark = max(self.watermark, min(progress) - self.lateness_ms)
         while self._event_heap and (self._event_heap[0][0] + self.window_ms <= self.watermark
                                     or len(self._events) > self.max_pending):
@@ -237,8 +256,9 @@ class EventLabelJoin:
             if self._labels.get(key, (None,))[0] == when:
                 del self._labels[key]
                 self.counts["orphan_labels"] += 1
-        # a repeat of a done key is late once its window is behind the watermark
-        while self._done_heap and self._done_heap[0][0] + self.window_ms <= self.watermark:
+        # finished keys tell duplicates and too-late labels from orphans for a while
+        horizon = self.watermark - REMEMBER_WINDOWS * self.window_ms
+        while self._done_heap and self._done_heap[0][0] <= horizon:
             when, key = heapq.heappop(self._done_heap)
             if self._done.get(key, (None,))[0] == when:
                 del self._done[key]

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pulsar
 
 from streams.topics import full_topic_name
 
@@ -64,7 +65,7 @@ class PredictionSink:
         self.sent += len(payloads)
 
     def _done(self, result: Any, _message_id: Any) -> None:
-        if str(result) != "Ok":
+        if result != pulsar.Result.Ok:
             self.failed += 1
             log.error("prediction publish to %s failed: %s", self.topic, result)
 

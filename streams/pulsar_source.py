@@ -22,6 +22,13 @@ Brokers redeliver (after a reconnect the client replays from its last position; 
 also sends duplicates when a reader lags a backlog): positions only move forward, so anything
 at or before the last position received is dropped here and counted.
 
+A reader must never read a ledger's first entry when it is a batch: the client acknowledges
+the first message of each batch it reads, which for entry 0 means entry -1, and pulsar-lite
+0.2.0 then drops the connection and fails every later dispatch of that reader (measured: a
+partition stalled from its first message). So a source with no position yet reads through a
+temporary consumer of its own subscription, which acknowledges nothing, until it is past that
+batch, then switches to a reader (pulsar-lite keeps one ledger per topic, so this is once).
+
 A partition that stays silent is reopened, after `silence_s` and then twice as long each time
 up to SILENCE_MAX_S, right after the last message received: pulsar-lite 0.2.0 sometimes drops
 a dispatch under backpressure and never retries (seen in CI: 80 of 384 backlog messages never
@@ -33,6 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from typing import Any
 
@@ -51,6 +59,14 @@ SILENCE_MAX_S = 300.0
 def message_position(message_id: Any) -> tuple[int, int, int]:
     """Order of a Pulsar MessageId within one partition."""
     return (message_id.ledger_id(), message_id.entry_id(), message_id.batch_index())
+
+
+def next_message(handle: Any) -> Any:
+    """The client's own receive of a reader or consumer (their public wrappers add a Python
+    object per message)."""
+    if isinstance(handle, pulsar.Reader):
+        return handle._reader.read_next
+    return handle._consumer.receive
 
 
 class PulsarPartitionSource(PartitionSource):
@@ -101,14 +117,32 @@ class PulsarPartitionSource(PartitionSource):
         """The key of this partition's snapshot in a checkpoint: its topic's full name."""
         return partition_topic(topic, partition)
 
+    @property
+    def _before_first_batch(self) -> bool:
+        """Nothing read past a ledger's first entry yet (see the module docstring)."""
+        start = self._start
+        return start.entry_id() < 0 or (start.entry_id() == 0 and start.batch_index() >= 0)
+
     def _open_reader(self) -> Any:
-        return self._client.create_reader(self.topic, self._start, **self._options)
+        """A reader after `self._start`, or before the first batch a temporary consumer."""
+        if not self._before_first_batch:
+            return self._client.create_reader(self.topic, self._start, **self._options)
+        return self._client.subscribe(self.topic, f"first-{uuid.uuid4().hex[:12]}",
+                                      initial_position=pulsar.InitialPosition.Earliest,
+                                      **self._options)
+
+    def _leave_first_batch(self) -> None:
+        """Past the first entry's batch: the temporary consumer hands over to a reader."""
+        first, self._reader = self._reader, self._open_reader()
+        try:
+            first.unsubscribe()  # its subscription is gone from the broker too
+        except Exception:  # noqa: BLE001 - broker away: close it at least
+            first.close()
 
     def _fill(self) -> None:
         """Take what the client has ready, up to the buffer's size, dropping redeliveries."""
         buffer = self._buffer
-        # the client's own reader: its public wrapper adds a Python object per message
-        read_next = self._reader._reader.read_next
+        read_next = next_message(self._reader)
         room = before = self._buffer_size - len(buffer)
         last = self._last_enqueued
         partition = self.partition
@@ -131,9 +165,12 @@ class PulsarPartitionSource(PartitionSource):
         if last is not self._last_enqueued:
             self._received += before - room
             self._last_enqueued = last
+            reading_first_batch = self._before_first_batch
             self._start = buffer[-1].message_id
             self._last_new = time.monotonic()
             self._reopen_after = self._silence_s
+            if reading_first_batch and not self._before_first_batch:
+                self._leave_first_batch()
 
     def next_batch(self, max_count: int) -> list[Record]:
         buffer = self._buffer

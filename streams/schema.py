@@ -14,6 +14,12 @@ Raw event streams carry events and labels on two topics (see `streams/join.py`):
 >>> labels = LabelSchema.from_fields([("id", "<i8"), ("y", "<f4")], key="id", label="y")
 >>> events.dtype.itemsize, labels.time is None
 (28, True)
+
+A join matches events to labels by key, so both need one:
+
+>>> EventSchema.from_fields([("t", "<i8"), ("x", "<f4", (3,))], key=None, features="x")
+Traceback (most recent call last):
+streams.errors.CodecError: EventSchema needs a key field, got None (fields: t, x)
 """
 
 from __future__ import annotations
@@ -34,8 +40,14 @@ class Fields:
 
     dtype: np.dtype
 
-    def _check_roles(self, roles: dict[str, str | None], integer: Sequence[str] = ()) -> None:
+    def _check_roles(self, roles: dict[str, str | None], integer: Sequence[str] = (),
+                     required: Sequence[str] = ()) -> None:
         names = self.dtype.names or ()
+        for role in required:
+            if not roles[role]:
+                msg = (f"{type(self).__name__} needs a {role} field, got {roles[role]!r} "
+                       f"(fields: {', '.join(names)})")
+                raise CodecError(msg)
         for role, name in roles.items():
             if name is not None and name not in names:
                 msg = f"schema {role} field {name!r} is not one of the record fields {names}"
@@ -50,6 +62,11 @@ class Fields:
     def from_fields(cls, fields: Sequence[tuple[Any, ...]], **roles: Any) -> Self:
         """Build from numpy field tuples; the dtype is packed little-endian, no padding."""
         return cls(np.dtype(list(fields)), **roles)
+
+    def time_fields(self) -> list[str]:
+        """Fields holding times in ms since the epoch (checked for plausibility)."""
+        time = getattr(self, "time", None)
+        return [time] if time else []
 
     def float_fields(self) -> list[str]:
         """Fields whose values must be finite (NaN/inf in them is bad input)."""
@@ -71,7 +88,7 @@ class Schema(Fields):
 
     def __post_init__(self) -> None:
         self._check_roles({"features": self.features, "label": self.label, "key": self.key},
-                          integer=["key"])
+                          integer=["key"], required=["features", "label"])
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -93,7 +110,7 @@ class EventSchema(Fields):
 
     def __post_init__(self) -> None:
         self._check_roles({"key": self.key, "features": self.features, "time": self.time},
-                          integer=["key", "time"])
+                          integer=["key", "time"], required=["key", "features"])
 
 
 @dataclass(frozen=True)
@@ -107,4 +124,4 @@ class LabelSchema(Fields):
 
     def __post_init__(self) -> None:
         self._check_roles({"key": self.key, "label": self.label, "time": self.time},
-                          integer=["key", "time"])
+                          integer=["key", "time"], required=["key", "label"])

@@ -13,6 +13,7 @@ from hvd_online.config import load_config
 from hvd_online.launch import horovodrun_command
 from hvd_online.layout import RunLayout
 from hvd_online.produce import produce
+from tests.integration.generators import HOT, skewed_ids
 
 REPO = Path(__file__).resolve().parents[2]
 MLP_TEMPLATE = REPO / "examples" / "mlp" / "model.py"
@@ -28,7 +29,9 @@ def ledger_hook(directory: Path, labels: bool = False) -> str:
 
 
 def write_config(tmp_path: Path, url: str, topic: str, partitions: int = 4, extra: str = "",
-                 generator_params: str = "{}") -> Path:
+                 generator: str = "skewed_samples", generator_params: str = "{}") -> Path:
+    """A labelled MLP job; by default its stream is skewed (`generators.skewed_samples`: 60% of
+    the records on partition 1), so its ids are `produced_ids(count)`."""
     path = tmp_path / "config.toml"
     path.write_text(f"""
 [model]
@@ -51,11 +54,16 @@ dir = "{tmp_path / 'run'}"
 [console]
 enabled = false
 [produce]
-generator = "{GENERATORS}:on_partitions"
+generator = "{GENERATORS}:{generator}"
 params = {generator_params}
 {extra}
 """)
     return path
+
+
+def produced_ids(count: int) -> list[int]:
+    """The ids of the first `count` records of the default stream, sorted."""
+    return sorted(skewed_ids(count).tolist())
 
 
 def produce_from(config_path: Path, count: int) -> int:
@@ -184,27 +192,22 @@ def rank_pids(launcher: subprocess.Popen) -> dict[int, int]:
     return out
 
 
-def kill_a_rank_mid_stream(ranks: Background, producer: Background) -> None:
-    """kill -9 one rank (chosen at random) while the producer is still publishing.
+def hot_rank(output: str) -> int:
+    """The rank that owns the hot partition (`generators.HOT`), from a run's log."""
+    found = re.findall(r"rank (\d+)/\d+ owns partitions \[([\d, ]*)\]", output)
+    owners = [int(r) for r, ps in found if str(HOT) in (p.strip() for p in ps.split(","))]
+    assert owners, output[-3000:]
+    return owners[0]
 
-    pulsar-lite 0.2.0 never releases the Exclusive subscription of a consumer killed while
-    messages are being published to its topic (a new subscriber is refused for good; measured:
-    still refused after 120 s, immediate without traffic). A real Pulsar broker drops a dead
-    connection's consumers. So the producer pauses around the kill and goes on afterwards;
-    the restarted run then replays a backlog."""
-    import random
+
+def kill_a_rank_mid_stream(ranks: Background, producer: Background) -> None:
+    """kill -9 of the rank that owns the hot partition while the producer keeps publishing
+    (it is never paused: a stream does not pause)."""
     import signal
-    import time
 
     assert producer.process.poll() is None, "the kill comes while the stream still flows"
-    producer.process.send_signal(signal.SIGSTOP)
-    try:
-        time.sleep(0.5)
-        os.kill(random.choice(list(rank_pids(ranks.process).values())), signal.SIGKILL)
-        assert ranks.wait(60) != 0
-        time.sleep(1.0)
-    finally:
-        producer.process.send_signal(signal.SIGCONT)
+    os.kill(rank_pids(ranks.process)[hot_rank(ranks.output)], signal.SIGKILL)
+    assert ranks.wait(60) != 0
 
 
 def ledger_size(directory: Path) -> int:

@@ -48,9 +48,9 @@ class StalledDelivery:
 
     def __init__(self, reader):
         self.real = reader
-        self._reader = self
+        self._consumer = self
 
-    def read_next(self, timeout_millis):
+    def receive(self, timeout_millis):
         raise pulsar.Timeout("nothing arrives")
 
     def is_connected(self):
@@ -156,7 +156,8 @@ def test_commit_acknowledges_the_durable_cursor(client, topic):
 
 
 def test_a_silent_partition_is_reopened_and_delivers_the_rest_once(client, topic):
-    publish(client, topic, 0, 200)
+    publish(client, topic, 0, 1)  # the first entry alone: what follows is read by a reader
+    publish(client, topic, 1, 199)
     source = PulsarPartitionSource(client, topic, 0, silence_s=0.5)
     assert drain(source, 200) == list(range(200))
     source._reader = StalledDelivery(source._reader)
@@ -167,6 +168,22 @@ def test_a_silent_partition_is_reopened_and_delivers_the_rest_once(client, topic
     assert stats["resubscribed"] >= 1
     assert stats["duplicates"] == 0, "reopened right after the last message: nothing replayed"
     source.close()
+
+
+def test_a_partition_whose_first_entry_is_a_batch_is_read_whole(broker, client, topic):
+    """A batched first message (entry 0) is read by a temporary consumer, not a reader (a
+    reader would acknowledge entry -1: pulsar-lite then fails its dispatch for good); the
+    source then reads on through a reader, and the temporary subscription is gone."""
+    publish(client, topic, 0, 500)  # batched: entry 0 holds many of them
+    source = PulsarPartitionSource(client, topic, 0)
+    assert drain(source, 500) == list(range(500))
+    publish(client, topic, 500, 500)
+    assert drain(source, 500) == list(range(500, 1000))
+    assert isinstance(source._reader, pulsar.Reader), "past the first batch: a reader"
+    assert source.stats()["duplicates"] == 0
+    source.close()
+    log = (broker.data_dir / "broker.log").read_text()
+    assert f"{partition_topic(topic, 0)}': out of range" not in log
 
 
 def test_an_idle_partition_is_reopened_ever_less_often(client, topic):

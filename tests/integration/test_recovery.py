@@ -18,6 +18,7 @@ from streams.broker import EmbeddedBroker, free_port
 from tests.integration.harness import (
     kill_a_rank_mid_stream,
     ledger_size,
+    produced_ids,
     rank_pids,
     read_ledger,
     run_ranks,
@@ -58,7 +59,7 @@ def test_kill_9_a_rank_then_resume_trains_every_sample_exactly_once(broker, topi
     assert run.returncode == 0
     assert f"resuming from step {resumed_from}" in run.output
     ids = read_ledger(first, up_to_step=resumed_from) + read_ledger(second)
-    assert len(ids) == m and sorted(ids) == list(range(m))
+    assert len(ids) == m and sorted(ids) == produced_ids(m)
     assert run.summaries[0]["weights_sha256"] == run.summaries[1]["weights_sha256"]
 
 
@@ -85,7 +86,7 @@ def test_sigterm_saves_all_ranks_exit_0_and_resume_continues(broker, topic, tmp_
     producer.wait(60)
     assert run.returncode == 0 and f"resuming from step {saved}" in run.output
     ids = read_ledger(first) + read_ledger(second)
-    assert sorted(ids) == list(range(m))
+    assert sorted(ids) == produced_ids(m)
 
 
 def test_rescale_2_to_1_to_2_ranks_loses_and_repeats_nothing(broker, topic, tmp_path):
@@ -104,7 +105,7 @@ def test_rescale_2_to_1_to_2_ranks_loses_and_repeats_nothing(broker, topic, tmp_
             assert run.owned_partitions() == {0: [0, 1, 2, 3]}
         ledgers.append(ledger)
     ids = [i for ledger in ledgers for i in read_ledger(ledger)]
-    assert len(ids) == m and sorted(ids) == list(range(m))
+    assert len(ids) == m and sorted(ids) == produced_ids(m)
 
 
 def test_broker_restart_mid_run_loses_nothing(topic, tmp_path):
@@ -126,7 +127,7 @@ def test_broker_restart_mid_run_loses_nothing(topic, tmp_path):
             ranks.stop()
             producer.stop()
     ids = read_ledger(ledger)
-    assert len(ids) == m and sorted(ids) == list(range(m))
+    assert len(ids) == m and sorted(ids) == produced_ids(m)
 
 
 def test_poison_messages_go_to_the_dead_letter_topic_and_training_goes_on(broker, topic,

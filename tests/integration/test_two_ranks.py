@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from hvd_online.layout import RunLayout
-from tests.integration.harness import produce_from, read_ledger, run_ranks, write_config
+from tests.integration.harness import (
+    produce_from,
+    produced_ids,
+    read_ledger,
+    run_ranks,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +55,7 @@ def test_two_ranks_learn_each_sample_exactly_once_and_end_in_sync(broker, topic,
 
     ids = read_ledger(ledger)
     assert len(ids) == m, "every sample trained once: no more, no fewer"
-    assert sorted(ids) == list(range(m))
+    assert sorted(ids) == produced_ids(m)
 
     losses = run.losses()
     assert len(losses) > 20
@@ -68,7 +74,8 @@ def test_two_ranks_learn_each_sample_exactly_once_and_end_in_sync(broker, topic,
 def test_idle_partitions_and_an_idle_rank_never_block_training(broker, topic, tmp_path):
     m = 4000
     # ids only on partitions 0 and 2: rank 1 (partitions 1, 3) never receives anything
-    config = write_config(tmp_path, broker.url, topic, generator_params="{ used = [0, 2] }")
+    config = write_config(tmp_path, broker.url, topic, generator="on_partitions",
+                          generator_params="{ used = [0, 2] }")
     assert produce_from(config, m) == m
     ledger = tmp_path / "ledger"
     run = run_ranks(config, f"train.max_samples={m}", timeout=240,

@@ -111,3 +111,28 @@ def test_schema_errors_name_the_problem():
         Schema.from_fields([("x", "<f4")], features="x", label="x", key="x")
     with pytest.raises(CodecError, match="unknown codec 'avro'"):
         make_codec("avro", SCHEMA)
+
+
+def test_implausible_event_and_label_times_are_rejected_with_a_reason():
+    """A label record of the right size with its fields swapped, or times in seconds, is not
+    trained: each goes to the dead-letter topic with the reason."""
+    import time
+
+    from streams.schema import LabelSchema
+
+    labels = LabelSchema.from_fields([("id", "<i8"), ("t", "<i8"), ("y", "<f4")], key="id",
+                                     time="t", label="y")
+    swapped = LabelSchema.from_fields([("id", "<i8"), ("y", "<f8"), ("t", "<i4")], key="id",
+                                      time="t", label="y")
+    now_ms = int(time.time() * 1000)
+    good = np.array([(1, now_ms, 1.0), (2, now_ms - 5000, 0.0)], labels.dtype)
+    in_seconds = np.array([(3, now_ms // 1000, 1.0)], labels.dtype)
+    wrong = np.zeros(1, swapped.dtype)
+    wrong["id"], wrong["y"], wrong["t"] = 4, 1.0, 0
+    codec = RecordCodec(labels)
+    payloads = [*codec.encode_many(good), *codec.encode_many(in_seconds),
+                wrong.tobytes()[:labels.dtype.itemsize]]
+    rows, rejected = codec.decode(payloads)
+    assert rows["id"].tolist() == [1, 2]
+    assert [r.index for r in rejected] == [2, 3]
+    assert all(r.reason.startswith("implausible time: t = ") for r in rejected), rejected

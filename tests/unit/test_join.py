@@ -5,7 +5,7 @@ import random
 import pytest
 
 from streams.errors import StreamsError
-from streams.join import EventLabelJoin, FakeClock, samples_to_train
+from streams.join import REMEMBER_WINDOWS, EventLabelJoin, FakeClock, samples_to_train
 
 WINDOW = 1000
 
@@ -70,27 +70,59 @@ def test_expiry_trains_with_the_expiry_label_or_drops():
         samples_to_train(out, "keep")
 
 
-def test_a_label_after_the_window_is_late_and_one_after_expiry_an_orphan():
+def test_a_label_after_the_window_or_after_expiry_is_late_not_an_orphan():
     join = make()
     join.push(events=[ev(1, 0), ev(2, 0)])
     join.push(labels=[lab(1, WINDOW + 1)])  # the outcome came too late: event 1 keeps waiting
     out = join.push(events=[ev(9, 5000)], labels=[lab(9, 5000)])
     assert sorted(e.key for e in out.expired) == [1, 2]
     assert join.push(labels=[lab(2, 900)]).joined == []  # its event expired already
-    assert join.counts["late_labels"] == 1 and join.counts["orphan_labels"] == 1
+    assert join.counts["late_labels"] == 2 and join.counts["orphan_labels"] == 0
     assert join.counts["joined"] == 1
 
 
-def test_late_events_and_orphan_labels_are_dropped_and_counted():
+def test_late_events_late_labels_and_orphan_labels_are_dropped_and_counted():
     join = make()
     join.push(events=[ev(1, 10_000)], labels=[lab(1, 10_000)])  # watermark 10,000
     out = join.push(events=[ev(2, 8000)], labels=[lab(3, 9000)])
     assert out.joined == [] and out.expired == []
-    assert join.counts["late_events"] == 1 and join.counts["orphan_labels"] == 1
+    assert join.counts["late_events"] == 1 and join.counts["late_labels"] == 1
     join.push(labels=[lab(4, 10_500)])  # waits: its event may still come
     assert join.pending_labels == 1
     join.push(events=[ev(5, 11_000)], labels=[lab(5, 11_000)])  # watermark passes 10,500
-    assert join.pending_labels == 0 and join.counts["orphan_labels"] == 2
+    assert join.pending_labels == 0 and join.counts["orphan_labels"] == 1
+
+
+def test_too_late_labels_of_a_stream_with_every_event_are_never_orphans():
+    """Every label has its event; many come after the window (up to REMEMBER_WINDOWS): each
+    is late, none an orphan, and late + joined + duplicates account for every label."""
+    rng = random.Random(5)
+    join = make(lateness_ms=200)
+    labels = []
+    for key in range(2000):
+        join.push(events=[ev(key, key * 10)])
+        if rng.random() < 0.5:
+            labels.append(lab(key, key * 10 + int(rng.uniform(0, 2.9 * WINDOW))))
+        due = [x for x in labels if x[1] <= key * 10]
+        labels = [x for x in labels if x[1] > key * 10]
+        join.push(labels=due)
+    join.push(labels=labels)
+    counts = join.counts
+    assert counts["orphan_labels"] == 0
+    assert counts["late_labels"] > 500
+    assert counts["joined"] + counts["late_labels"] + counts["duplicate_labels"] == \
+        counts["labels"]
+
+
+def test_a_label_beyond_the_memory_of_finished_keys_is_an_orphan():
+    join = make()
+    join.push(events=[ev(1, 0)])
+    join.push(events=[ev(2, (REMEMBER_WINDOWS + 1) * WINDOW)],
+              labels=[lab(2, (REMEMBER_WINDOWS + 1) * WINDOW)])  # event 1 expired, forgotten
+    late = (REMEMBER_WINDOWS + 1) * WINDOW + 100
+    join.push(labels=[lab(1, late)])  # waits: its event may still come
+    join.push(events=[ev(3, late + 500)], labels=[lab(3, late + 500)])
+    assert join.counts["orphan_labels"] == 1 and join.counts["late_labels"] == 0
 
 
 def test_max_pending_expires_the_oldest_events_early():
@@ -110,6 +142,35 @@ def test_a_quiet_input_stops_holding_the_watermark_back():
     assert join.push().expired == []  # labels quiet for 4 s < 5 s: still waiting
     clock.advance(2000 + WINDOW)
     assert [e.key for e in join.push().expired] == [1]  # the tail of a finished stream
+
+
+def test_a_restart_slower_than_idle_ms_does_not_expire_what_the_replay_brings():
+    """A rank restarts from a checkpoint 20 s after the stream was there: its start-up is not
+    silence, and the replayed backlog (published long ago) is decided by the data alone."""
+    clock = FakeClock(1_000_000)
+    join = make(clock, idle_ms=1500, lateness_ms=500)
+    join.push(events=[ev(1, 1_000_000), ev(2, 1_000_100)], published_ms=1_000_100)
+    restored = make(clock, idle_ms=1500, lateness_ms=500)
+    restored.restore(join.snapshot())
+    clock.advance(20_000)  # the relaunch starts, builds its model, subscribes
+    out = restored.push(events=[ev(3, 1_000_300)], published_ms=1_000_300)
+    assert out.expired == [] and restored.counts["late_events"] == 0
+    clock.advance(2000)  # the labels' reader delivers later than the events' one
+    assert restored.push(events=[ev(4, 1_000_400)], published_ms=1_000_400).expired == []
+    out = restored.push(labels=[lab(1, 1_000_200), lab(3, 1_000_900)], published_ms=1_000_900)
+    assert [j.key for j in out.joined] == [1, 3], "the replayed clicks join their events"
+    clock.advance(1500)  # drained: everyone quiet, the tail expires
+    assert sorted(e.key for e in restored.push().expired) == [2, 4]
+
+
+def test_while_a_backlog_replays_a_silent_input_holds_the_watermark():
+    clock = FakeClock(1_000_000)
+    join = make(clock, idle_ms=1000)
+    join.push(events=[ev(1, 0)], published_ms=0)  # old data: a replay
+    for t in range(1, 30):  # events keep coming from the backlog; labels not yet
+        clock.advance(200)
+        assert join.push(events=[ev(100 + t, t * 100)], published_ms=t * 100).expired == []
+    assert [j.key for j in join.push(labels=[lab(1, 50)], published_ms=50).joined] == [1]
 
 
 def test_decisions_do_not_depend_on_how_the_inputs_interleave():
