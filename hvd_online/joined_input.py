@@ -147,13 +147,13 @@ class JoinedInput:
         samples: list[tuple[int, bytes, bytes]] = []
         delays: list[int] = []
         expired = 0
-        published = newest_published(event_records, label_records)
+        newest = newest_published(event_records, label_records)
         for partition, join in self.joins.items():
             out = join.push(
                 events=self._items(keys, event_times, event_values, event_parts == partition),
                 labels=self._items(label_keys, label_times, label_values,
                                    label_parts == partition),
-                published_ms=published.get(partition))
+                published_ms=newest.get(partition))
             samples += samples_to_train(out, self.config.on_expiry, self._expiry_label)
             delays += [j.delay_ms for j in out.joined]
             expired += len(out.expired)
