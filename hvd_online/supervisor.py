@@ -33,6 +33,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 PROBE_S = 2.0
@@ -80,6 +82,38 @@ def answers(host: str, port: int) -> bool:
     return True
 
 
+def local_ranks(launch: subprocess.Popen) -> list[psutil.Process]:
+    """The launch's training processes on this machine. (A remote rank's ssh client names the
+    rank's command too, but only ranks have HOROVOD_RANK in their own environment.)"""
+    found = []
+    try:
+        children = psutil.Process(launch.pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    for child in children:
+        try:
+            if "hvd_online.cli" in " ".join(child.cmdline()) and "HOROVOD_RANK" in child.environ():
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+def request_stop(launch: subprocess.Popen) -> None:
+    """The documented stop path: kill -15 to one rank, whose flag reaches every rank at the
+    next step boundary (each checkpoints, writes its summary, exits 0), and horovodrun exits
+    with them. kill -15 to horovodrun instead ends the ranks behind ssh with exit 255, no
+    checkpoint and no summary; it is only the fallback when no rank runs on this machine."""
+    ranks = local_ranks(launch)
+    try:
+        if ranks:
+            ranks[0].send_signal(signal.SIGTERM)
+        else:
+            launch.send_signal(signal.SIGTERM)
+    except (psutil.Error, ProcessLookupError):
+        pass  # ended meanwhile
+
+
 class Ending(enum.Enum):
     EXITED = "exited"  # horovodrun ended by itself
     LOST = "lost"  # a host stopped answering: this launch was stopped
@@ -106,7 +140,7 @@ class Supervisor:
         """kill -15 on the launcher: the ranks checkpoint and exit; no relaunch."""
         self._stopping = True
         if self._current is not None and self._current.poll() is None:
-            self._current.send_signal(signal.SIGTERM)
+            request_stop(self._current)
 
     def run(self) -> int:
         restarts, launch_number = 0, 0
@@ -127,7 +161,7 @@ class Supervisor:
             ending, code = self._watch(self._current, live)
             if self._stopping or (ending is Ending.EXITED and code == 0):
                 return code
-            if ending is Ending.BACK and code == 0:
+            if ending is Ending.BACK:
                 continue  # a planned relaunch onto more hosts, not a failure
             if time.monotonic() - started >= STABLE_S:
                 restarts = 0
@@ -176,7 +210,7 @@ class Supervisor:
         collective with a lost host never reaches a step boundary, so there is nothing to
         wait for; kill -9 is safe (it resumes from the last checkpoint, exactly once)."""
         if graceful:
-            process.send_signal(signal.SIGTERM)
+            request_stop(process)
             try:
                 return process.wait(GRACE_S)
             except subprocess.TimeoutExpired:

@@ -17,6 +17,16 @@ RUNS = ("import signal, sys, time\n"
         "time.sleep(60)\n")
 
 
+#: a stand-in horovodrun: one rank as its child (HOROVOD_RANK in its environment, like a rank
+#: on this machine); kill -15 to the rank ends both with 0, kill -15 to horovodrun itself ends
+#: it with 1 (the real one leaves the ranks behind ssh with exit 255, no checkpoint)
+HOROVODRUN = ("import os, signal, subprocess, sys\n"
+              "rank = subprocess.Popen([sys.executable, '-c', " + repr(RUNS + "# hvd_online.cli")
+              + "], env={**os.environ, 'HOROVOD_RANK': '0'})\n"
+              "signal.signal(signal.SIGTERM, lambda *_: (rank.kill(), sys.exit(1)))\n"
+              "sys.exit(rank.wait())\n")
+
+
 @pytest.fixture(autouse=True)
 def fast_probes(monkeypatch):
     monkeypatch.setattr(supervisor, "PROBE_S", 0.05)
@@ -135,6 +145,43 @@ def test_stop_ends_the_current_launch_without_relaunch():
     threading.Thread(target=stop_once_running, daemon=True).start()
     assert watched.run() == 0
     assert len(script.launches) == 1
+
+
+def test_stop_and_taking_a_host_back_go_through_a_rank_not_horovodrun():
+    """kill -15 reaches a rank on this machine (the documented stop path: every rank
+    checkpoints and exits 0), so the launch ends 0 both times and nothing counts as failed."""
+    script = Script("a:1,b:1", [HOROVODRUN])
+    script.answering["b"] = False
+    watched = script.supervisor(0)
+
+    def b_back_then_stop():
+        wait_for_launch(script)
+        script.answering["b"] = True
+        while len(script.launches) < 2:
+            time.sleep(0.01)
+        wait_for_launch(script)
+        watched.stop()
+
+    threading.Thread(target=b_back_then_stop, daemon=True).start()
+    assert watched.run() == 0
+    assert script.launches == [["a:1"], ["a:1", "b:1"]]
+    assert [p.returncode for p in script.processes] == [0, 0]
+
+
+def test_a_planned_relaunch_never_counts_against_max_restarts(caplog):
+    """Even when the launch taken down for a returning host does not end cleanly."""
+    script = Script("a:1,b:1", ["import time; time.sleep(60)", "raise SystemExit(0)"])
+    script.answering["b"] = False
+
+    def b_back_once_running():
+        wait_for_launch(script)
+        script.answering["b"] = True
+
+    threading.Thread(target=b_back_once_running, daemon=True).start()
+    assert script.supervisor(0).run() == 0
+    assert script.launches == [["a:1"], ["a:1", "b:1"]]
+    assert script.processes[0].returncode != 0
+    assert "gave up" not in caplog.text
 
 
 def test_a_launch_on_this_machine_only_leaves_out_the_network_interface():
