@@ -148,12 +148,13 @@ class JoinedInput:
         delays: list[int] = []
         expired = 0
         newest = newest_published(event_records, label_records)
+        offline = {s.partition for s in self.sources if not s.connected()}
         for partition, join in self.joins.items():
             out = join.push(
                 events=self._items(keys, event_times, event_values, event_parts == partition),
                 labels=self._items(label_keys, label_times, label_values,
                                    label_parts == partition),
-                published_ms=newest.get(partition))
+                published_ms=newest.get(partition), connected=partition not in offline)
             samples += samples_to_train(out, self.config.on_expiry, self._expiry_label)
             delays += [j.delay_ms for j in out.joined]
             expired += len(out.expired)

@@ -10,8 +10,9 @@ progress minus `lateness_ms`: `min(newest event time, newest label time) - laten
 never moving back. An input with nothing new for `idle_ms` (processing time, counted from
 its last message or from the first `push` after the start/restore of this join) no longer
 holds the watermark back: its progress is taken as `now - idle_ms`. So a sparse label stream
-does not stall expiry and the tail of a finished stream expires. But not while a backlog is
-replayed (the newest record taken was published `idle_ms` or more ago, as `push` is told):
+does not stall expiry and the tail of a finished stream expires. But not while a source is
+disconnected (a broker outage is not silence: what was published meanwhile comes later), nor
+while a backlog is replayed (the newest record taken was published `idle_ms` or more ago, as `push` is told):
 then a silent input is more likely not yet delivering than idle, so the data alone decides
 until every input has gone quiet (the backlog is drained). Without that, after a restart the
 wall clock ran ahead of the replayed event times: restored events expired before their
@@ -167,10 +168,11 @@ class EventLabelJoin:
         return len(self._labels)
 
     def push(self, events: Iterable[Item] = (), labels: Iterable[Item] = (),
-             published_ms: float | None = None) -> JoinOutput:
+             published_ms: float | None = None, connected: bool = True) -> JoinOutput:
         """Take what arrived (events first, then labels), then expire what the watermark
         has passed. `published_ms`: when the newest of these records was published (on
-        this join's clock), if known: it tells a replayed backlog from live data."""
+        this join's clock), if known: it tells a replayed backlog from live data.
+        `connected`: False while an input's source cannot reach the broker."""
         out = JoinOutput()
         now = self.clock()
         if self._last_arrival is None:
@@ -185,7 +187,7 @@ class EventLabelJoin:
             self._last_arrival[1] = now
             self._newest[1] = max(self._newest[1], when)
             self._add_label(key, when, value, out)
-        self._advance(now, out)
+        self._advance(now, out, connected)
         return out
 
     def _add_event(self, key: int, when: int, value: bytes, out: JoinOutput) -> None:
@@ -232,10 +234,10 @@ class EventLabelJoin:
         self._done[key] = (event_time, outcome)
         heapq.heappush(self._done_heap, (event_time, key))
 
-    def _advance(self, now: float, out: JoinOutput) -> None:
+    def _advance(self, now: float, out: JoinOutput, connected: bool = True) -> None:
         assert self._last_arrival is not None  # set by push
         quiet = [now - last >= self.idle_ms for last in self._last_arrival]
-        caught_up = not self._replaying or all(quiet)
+        caught_up = connected and (not self._replaying or all(quiet))
         progress = [max(newest, int(now - self.idle_ms)) if idle and caught_up else newest
                     for newest, idle in zip(self._newest, quiet, strict=True)]
         self.watermark = max(self.watermark, min(progress) - self.lateness_ms)

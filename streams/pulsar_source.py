@@ -241,9 +241,12 @@ class PulsarPartitionSource(PartitionSource):
             return 0
         return max(0, int(time.time() * 1000) - oldest.publish_ms)
 
+    def connected(self) -> bool:
+        return bool(self._reader.is_connected())
+
     def stats(self) -> dict[str, int]:
         return {"received": self._received, "duplicates": self._duplicates,
-                "buffered": len(self._buffer), "connected": int(self._reader.is_connected()),
+                "buffered": len(self._buffer), "connected": int(self.connected()),
                 "resubscribed": self.resubscriptions}
 
     def close(self) -> None:

@@ -71,5 +71,10 @@ class PartitionSource(ABC):
         """Counters for the console and logs (e.g. duplicates dropped, backlog)."""
         return {}
 
+    def connected(self) -> bool:
+        """False while the broker cannot be reached (what arrives then says nothing about
+        what was published)."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the consumer."""

@@ -147,8 +147,23 @@ class NamespaceHosts:
                 "ClientAliveInterval 5\nClientAliveCountMax 3\n")
             self.popen(host.name, [str(SSHD), "-D", "-e", "-f", str(config)],
                        log=ssh / f"sshd-{host.name}.log")
+        # OpenSSH takes ~ from the passwd entry, not $HOME: without this wrapper first on
+        # the launcher's PATH, host keys would land in root's own ~/.ssh/known_hosts
+        self.ssh_bin = ssh / "bin"
+        self.ssh_bin.mkdir()
+        wrapper = self.ssh_bin / "ssh"
+        wrapper.write_text(f'#!/bin/sh\nexec {shutil.which("ssh")} -i {self.ssh_key} '
+                           f'-o UserKnownHostsFile={ssh / "known_hosts"} '
+                           '-o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=no '
+                           '"$@"\n')
+        wrapper.chmod(0o755)
         for host in self.rank_hosts:
             self.wait_for_port(host.address, 22, 20)
+
+    def launcher_env(self, home: Path) -> dict[str, str]:
+        """The environment of a process that reaches the rank hosts over ssh."""
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(home),
+                "PATH": f"{self.ssh_bin}:{os.environ['PATH']}"}
 
     # -- use ------------------------------------------------------------------------------
 

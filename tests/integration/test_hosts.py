@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from tests.integration.harness import (
     Background,
     ledger_hook,
     ledger_size,
+    produced_ids,
     read_ledger,
     start_producer,
     wait_until,
@@ -38,19 +40,28 @@ PORT = 6650
 TOKEN = "hosts-test-token"
 
 
+def ssh_files_of_root() -> dict[str, bytes]:
+    """Root's own ~/.ssh (from the passwd entry, as OpenSSH finds it), file by file."""
+    home = Path(pwd.getpwuid(0).pw_dir) / ".ssh"
+    return {str(p): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """Namespace hosts "broker", "a", "b" and `hvd-online broker` on the broker host."""
+    """Namespace hosts "broker", "a", "b" and `hvd-online broker` on the broker host; root's
+    ~/.ssh is the same afterwards, byte for byte."""
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
     workdir = tmp_path_factory.mktemp("hosts")
+    before = ssh_files_of_root()
     with NamespaceHosts(workdir, ranks=("a", "b")) as hosts:
         hosts.popen("broker", [sys.executable, "-m", "hvd_online.cli", "broker", "--host",
                                hosts.broker.address, "--port", str(PORT), "--data-dir",
                                str(workdir / "broker")], log=workdir / "broker.log", cwd=REPO)
         hosts.wait_for_port(hosts.broker.address, PORT, 30)
         yield hosts
+    assert ssh_files_of_root() == before, "the hosts tests left root's ~/.ssh untouched"
 
 
 def url(hosts: NamespaceHosts) -> str:
@@ -60,18 +71,20 @@ def url(hosts: NamespaceHosts) -> str:
 class HostsRun:
     """`hvd-online run --hosts a:1,b:1` launched on host a, as a user would."""
 
-    def __init__(self, hosts: NamespaceHosts, tmp_path: Path, config: Path, *settings: str):
-        self.hosts, self.ledger, self.log = hosts, tmp_path / "ledger", tmp_path / "run.log"
+    def __init__(self, hosts: NamespaceHosts, tmp_path: Path, config: Path, *settings: str,
+                 name: str = "run"):
+        self.hosts = hosts
+        self.ledger, self.log = tmp_path / f"ledger-{name}", tmp_path / f"{name}.log"
         spec = f"{hosts['a'].address}:1,{hosts['b'].address}:1"
         argv = [sys.executable, "-m", "hvd_online.cli", "run", str(config), "--hosts", spec,
                 "--url", url(hosts), "--network-interface", IFACE, "--ssh-identity-file",
                 str(hosts.ssh_key), "--no-produce", "--set", ledger_hook(self.ledger)]
         for setting in settings:
             argv += ["--set", setting]
-        home = tmp_path / "home"  # ssh's known_hosts lands here, not in root's ~/.ssh
+        home = tmp_path / f"home-{name}"
         home.mkdir()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(home)}
-        self.process = hosts.popen("a", argv, log=self.log, cwd=REPO, env=env)
+        self.process = hosts.popen("a", argv, log=self.log, cwd=REPO,
+                                   env=hosts.launcher_env(home))
 
     @property
     def output(self) -> str:
@@ -117,7 +130,14 @@ class HostsRun:
         for number in sorted(resumed):
             ids += read_ledger(self.launch_ledger(number), resumed.get(number + 1))
         assert len(ids) == count, (len(ids), len(set(ids)), resumed)
-        assert sorted(ids) == list(range(count)), resumed
+        assert sorted(ids) == produced_ids(count), resumed
+
+    def stopped_cleanly(self, launch: int, ranks: int) -> None:
+        """Launch `launch` ended through the stop path: each of its ranks wrote a summary
+        after the final checkpoint (stopped by kill -15) and horovodrun exited 0."""
+        text = self.output.split(f"launch {launch} on ", 1)[1].split(f"launch {launch + 1} on ",
+                                                                     1)[0]
+        assert text.count('"stopped": "sigterm"') == ranks, text[-4000:]
 
 
 def config_for(tmp_path: Path, hosts: NamespaceHosts, topic: str, extra: str = "") -> Path:
@@ -140,12 +160,6 @@ def finishes_exactly_once(run: HostsRun, producer: Background, m: int, timeout: 
     assert run.finish(timeout) == 0
     producer.wait(60)
     run.exactly_once(m)
-
-
-def pause(producer, paused: bool) -> None:
-    """pulsar-lite 0.2.0 keeps the subscription of a consumer killed while messages are being
-    published (harness.kill_a_rank_mid_stream): the producer pauses around such kills."""
-    producer.process.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
 
 
 @pytest.mark.timeout(600)
@@ -207,13 +221,10 @@ print(json.dumps({"predict": status, "predictions": body.get("predictions"),
 def test_kill_9_of_the_rank_on_host_b_relaunches_exactly_once(cluster, topic, tmp_path):
     m = 24000
     run, producer = streaming_run(cluster, topic, tmp_path, m, rate=2000)
-    pause(producer, True)
-    time.sleep(0.5)
-    os.kill(run.train_pid("b"), signal.SIGKILL)
+    os.kill(run.train_pid("b"), signal.SIGKILL)  # rank 1: it owns the hot partition
     killed = time.monotonic()
-    time.sleep(1.0)
-    pause(producer, False)
     resumed = run.wait_trained(2, 0, 240) - killed
+    assert producer.process.poll() is None, "the stream flowed through the fault"
     print(f"kill -9 of the rank on host b -> training again (launch 2): {resumed:.1f} s")
     finishes_exactly_once(run, producer, m, 300)
     assert "relaunch 1 of 3" in run.output
@@ -224,9 +235,6 @@ def test_host_b_cut_off_heals_onto_a_and_b_rejoins_when_back(cluster, topic, tmp
     m = 60000
     run, producer = streaming_run(cluster, topic, tmp_path, m, rate=1000)
     try:
-        # pulsar-lite drops a cut-off consumer (keepalive, ~40 s) only while nothing is
-        # published to its partition (see pause()); Pulsar drops it either way
-        pause(producer, True)
         cluster.link("b", up=False)
         cut = time.monotonic()
         wait_until(lambda: "host " + cluster["b"].address + " lost" in run.output, 60,
@@ -238,8 +246,8 @@ def test_host_b_cut_off_heals_onto_a_and_b_rejoins_when_back(cluster, topic, tmp
         wait_until(lambda: "launch 2 on" in run.output
                    and "rank 0: first step done" in run.output.split("launch 2 on")[1], 300,
                    "launch 2 to take over every partition")
-        pause(producer, False)
         healed = run.wait_trained(2, 0, 300) - cut
+        assert producer.process.poll() is None, "the stream flowed through the fault"
         assert "launch 2 on " + cluster["a"].address + ":1\n" in run.output
         print(f"host b cut off -> detected {detected:.1f} s, training on host a alone "
               f"{healed:.1f} s")
@@ -249,21 +257,40 @@ def test_host_b_cut_off_heals_onto_a_and_b_rejoins_when_back(cluster, topic, tmp
     rejoined = run.wait_trained(3, 0, 300) - back
     assert f"launch 3 on {cluster['a'].address}:1,{cluster['b'].address}:1" in run.output
     print(f"host b back -> training on a and b again (launch 3): {rejoined:.1f} s")
+    run.stopped_cleanly(2, ranks=1)  # taken down for host b: a planned hand-over
     finishes_exactly_once(run, producer, m, 600)
+    assert "relaunch 2 of" not in run.output, "the planned relaunch counted no failure"
+
+
+@pytest.mark.timeout(600)
+def test_kill_15_to_run_stops_every_rank_on_every_host_then_a_rerun_finishes(
+        cluster, topic, tmp_path):
+    m = 20000
+    run, producer = streaming_run(cluster, topic, tmp_path, m, rate=1500)
+    run.process.send_signal(signal.SIGTERM)
+    assert run.finish(120) == 0, "kill -15: a clean stop"
+    run.stopped_cleanly(1, ranks=2)
+    assert sorted(json.loads(p.read_text())["stopped"] for p in (tmp_path / "run").glob(
+        "summary-rank-*.json")) == ["sigterm", "sigterm"], "a summary from each host's rank"
+    rerun = HostsRun(cluster, tmp_path, tmp_path / "config.toml", f"train.max_samples={m}",
+                     name="rerun")
+    assert rerun.finish(300) == 0
+    producer.wait(60)
+    saved = int(re.search(r"resuming from step (\d+)", rerun.output).group(1))
+    ids = read_ledger(run.launch_ledger(1), saved) + read_ledger(rerun.launch_ledger(1))
+    assert sorted(ids) == produced_ids(m), "nothing lost or repeated across the stop"
 
 
 @pytest.mark.timeout(600)
 def test_broker_cut_off_for_20_s_training_waits_then_resumes(cluster, topic, tmp_path):
     m = 30000
     run, producer = streaming_run(cluster, topic, tmp_path, m, rate=1500)
-    pause(producer, True)  # it is cut off too; a producer's retries are its own business
-    cluster.link("broker", up=False)
+    cluster.link("broker", up=False)  # the producer keeps sending: its client queues, blocks
     try:
         time.sleep(20)
         during = ledger_size(run.launch_ledger(1))
     finally:
         cluster.link("broker", up=True)
-        pause(producer, False)
     back = time.monotonic()
     resumed = run.wait_trained(1, during, 240) - back
     print(f"broker back after 20 s -> training again: {resumed:.1f} s")

@@ -163,6 +163,19 @@ def test_a_restart_slower_than_idle_ms_does_not_expire_what_the_replay_brings():
     assert sorted(e.key for e in restored.push().expired) == [2, 4]
 
 
+def test_a_broker_outage_is_not_silence():
+    """While the sources are disconnected nothing expires by the clock; the clicks published
+    during the outage join their events when it ends."""
+    clock = FakeClock(1_000_000)
+    join = make(clock, idle_ms=1500, lateness_ms=500)
+    join.push(events=[ev(1, 1_000_000)], labels=[lab(7, 1_000_000)], published_ms=1_000_000)
+    for _ in range(20):  # 10 s without the broker: empty windows
+        clock.advance(500)
+        assert join.push(connected=False).expired == []
+    out = join.push(labels=[lab(1, 1_000_800)], published_ms=1_000_800)
+    assert [j.key for j in out.joined] == [1]
+
+
 def test_while_a_backlog_replays_a_silent_input_holds_the_watermark():
     clock = FakeClock(1_000_000)
     join = make(clock, idle_ms=1000)
