@@ -136,13 +136,15 @@ class OnlineTrainer:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def _local_flags(self, last_save: float, idle_since: float) -> set[Flag]:
+    def _local_flags(self, last_save: float, idle_since: float, took: int) -> set[Flag]:
         flags = self.controls.take()
         every = self.config.checkpoint.every_seconds
         if self.world.is_chief and every > 0 and time.monotonic() - last_save >= every:
             flags.add(Flag.SAVE)
         timeout = self.config.train.idle_timeout_s
-        if timeout > 0 and time.monotonic() - idle_since >= timeout:
+        # only a rank with nothing in hand calls it idle: one frozen for longer than the
+        # timeout (a straggler, a GC pause) wakes with a backlog, and its flag stops everyone
+        if timeout > 0 and not took and time.monotonic() - idle_since >= timeout:
             flags.add(Flag.IDLE)
         return flags
 
@@ -210,7 +212,7 @@ class OnlineTrainer:
             t0 = time.monotonic()
             batch = self.input.take(self.step, self.predict)
             rows = batch.rows
-            flags |= self._local_flags(last_save, idle_since)
+            flags |= self._local_flags(last_save, idle_since, len(rows))
             sums.update(batch.sums)
             x = np.ascontiguousarray(rows[schema.features])
             y = np.ascontiguousarray(rows[schema.label])

@@ -1,6 +1,7 @@
 """The training loop in-process (one Horovod rank), fed by in-memory TestingSources."""
 
 import math
+import time
 from pathlib import Path
 
 import keras
@@ -130,3 +131,29 @@ def test_packed_messages_train_every_sample_and_count_their_freshness(world, tmp
     assert trainer.freshness.count == 992  # every trained sample, none of the rejected
     assert 0 <= trainer.freshness.quantile(0.99) < 60_000
 
+
+
+class FreezingSource(TestingSource):
+    """Freezes once, after `after` records, for `seconds` (as a rank stopped with SIGSTOP):
+    the records after it are there when it wakes."""
+
+    def __init__(self, partition, payloads, after, seconds):
+        super().__init__(partition, payloads)
+        self.after, self.seconds, self.frozen = after, seconds, False
+
+    def next_batch(self, max_count):
+        if not self.frozen and self._position + 1 >= self.after:
+            self.frozen = True
+            time.sleep(self.seconds)
+        return super().next_batch(max_count)
+
+
+def test_a_rank_frozen_longer_than_the_idle_timeout_does_not_stop_the_run(world, tmp_path):
+    template = Linear()
+    data = payloads(template, 2000)
+    source = FreezingSource(0, data, after=1000, seconds=1.5)
+    trainer, _ = make_trainer(world, tmp_path, [source, TestingSource(1, [])],
+                              ["train.idle_timeout_s=1.0"])
+    reports = list(trainer.run())
+    assert trainer.samples_total == 2000, "nothing in hand is what idle means"
+    assert reports[-1].stopped == "idle"  # once the stream really ended
