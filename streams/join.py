@@ -12,11 +12,12 @@ its last message or from the first `push` after the start/restore of this join) 
 holds the watermark back: its progress is taken as `now - idle_ms`. So a sparse label stream
 does not stall expiry and the tail of a finished stream expires. But not while a source is
 disconnected (a broker outage is not silence: what was published meanwhile comes later), nor
-while a backlog is replayed (the newest record taken was published `idle_ms` or more ago, as `push` is told):
-then a silent input is more likely not yet delivering than idle, so the data alone decides
-until every input has gone quiet (the backlog is drained). Without that, after a restart the
-wall clock ran ahead of the replayed event times: restored events expired before their
-labels were read, and replayed events were dropped as late (seen in a 2-rank relaunch).
+while a backlog is replayed (the newest record taken was published `idle_ms` or more ago, as
+`push` is told): then a silent input is more likely not yet delivering than idle, so the data
+alone decides until every input has gone quiet (the backlog is drained). Without that, after
+a restart the wall clock ran ahead of the replayed event times: restored events expired
+before their labels were read, and replayed events were dropped as late (seen in a 2-rank
+relaunch).
 
 **Decisions**, the same whatever order the two inputs interleave in (within the lateness):
 - a pair joins when its label time is at most `window_ms` after its event time;
