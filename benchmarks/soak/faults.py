@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from benchmarks.soak.stream import LiveStream
+from hvd_online.supervisor import local_ranks
 from streams.broker import EmbeddedBroker
 from streams.lifetime import die_with_parent
 from tests.integration.harness import REPO, ledger_hook
@@ -57,21 +58,9 @@ class Job:
                 preexec_fn=die_with_parent())  # a killed soak leaves no job behind
 
     def ranks(self) -> list[psutil.Process]:
-        """This job's training processes now (HOROVOD_RANK in their environment)."""
+        """This job's training processes now."""
         assert self.process is not None
-        found = []
-        try:
-            children = psutil.Process(self.process.pid).children(recursive=True)
-        except psutil.Error:
-            return []
-        for child in children:
-            try:
-                if "HOROVOD_RANK" in child.environ() and "hvd_online.cli" in " ".join(
-                        child.cmdline()):
-                    found.append(child)
-            except psutil.Error:
-                continue
-        return found
+        return local_ranks(self.process)
 
     def console(self) -> psutil.Process | None:
         """The console process rank 0 spawned (multiprocessing), if it runs."""
