@@ -8,7 +8,8 @@ label that comes before its event waits for it.
 **Time.** Event time in ms (the producers' clocks). The watermark is the slower input's
 progress minus `lateness_ms`: `min(newest event time, newest label time) - lateness_ms`,
 never moving back. An input with nothing new for `idle_ms` (processing time, counted from
-its last message or from the first `push` after the start/restore of this join) no longer
+its last message, from the first `push` after the start/restore of this join, or from the
+moment a disconnected source is back: the producer's queue may come later) no longer
 holds the watermark back: its progress is taken as `now - idle_ms`. So a sparse label stream
 does not stall expiry and the tail of a finished stream expires. But not while a source is
 disconnected (a broker outage is not silence: what was published meanwhile comes later), nor
@@ -159,6 +160,7 @@ class EventLabelJoin:
         """Idle time counts from the first push (the caller's start-up is not silence)."""
         self._last_arrival: list[float] | None = None
         self._replaying = False
+        self._connected = True
 
     @property
     def pending_events(self) -> int:
@@ -176,8 +178,9 @@ class EventLabelJoin:
         `connected`: False while an input's source cannot reach the broker."""
         out = JoinOutput()
         now = self.clock()
-        if self._last_arrival is None:
+        if self._last_arrival is None or (connected and not self._connected):
             self._last_arrival = [now, now]
+        self._connected = connected
         if published_ms is not None:
             self._replaying = now - published_ms >= self.idle_ms
         for key, when, value in events:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -66,7 +67,7 @@ events_topic = "soak-impressions"
 labels_topic = "soak-clicks"
 window_s = {WINDOW_MS / 1000}
 lateness_s = {LATENESS_MS / 1000}
-idle_s = 1.5
+idle_s = 5.0
 on_expiry = "label"
 expiry_label = 0.0
 [console]
@@ -233,9 +234,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="hvd-online-soak-") as workdir:
-        report = soak(args.minutes, args.seed, Path(workdir))
+    workdir = Path(tempfile.mkdtemp(prefix="hvd-online-soak-"))
+    report = soak(args.minutes, args.seed, workdir)
     print_report(report)
+    if report["ok"]:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"logs, ledgers and the broker's data kept in {workdir}")
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
     return 0 if report["ok"] else 1

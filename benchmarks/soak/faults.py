@@ -128,6 +128,9 @@ class Schedule:
         self.jobs, self.broker = jobs, broker
         self.rng = random.Random(seed)
         self.faults: list[Fault] = []
+        self.actions = dict(zip(self.KINDS, (
+            self._kill_rank, self._straggler, self._kill_console, self._restart_broker,
+            self._fill_disk, self._burst), strict=True))
 
     def run(self, until: float, started: float) -> None:
         """Faults until the monotonic time `until` (the first after a 20-60 s gap)."""
@@ -141,14 +144,13 @@ class Schedule:
             kind = kinds.pop() if kinds else self.rng.choice(self.KINDS)
             job = self.rng.choice(self.jobs)
             fault = Fault(kind, job.name, round(time.monotonic() - started, 1))
-            predicate, fault.recovered = getattr(self, "_" + kind.replace(" ", "_").replace(
-                "-", "_"))(job, fault)
+            predicate, fault.recovered = self.actions[kind](job, fault)
             fault.recovery_s = wait_for(predicate)
             print(f"soak: {fault.at_s:7.1f} s  {kind:16s} {job.name:9s} {fault.detail:24s} "
                   f"recovered in {fault.recovery_s} s ({fault.recovered})", flush=True)
             self.faults.append(fault)
 
-    def _kill_9_rank(self, job: Job, fault: Fault) -> tuple[Any, str]:
+    def _kill_rank(self, job: Job, fault: Fault) -> tuple[Any, str]:
         ranks = job.ranks()
         if ranks:
             victim = self.rng.choice(ranks)
@@ -169,7 +171,7 @@ class Schedule:
                 pass  # its launch failed meanwhile; the supervisor relaunched it
         return trains_again(job)
 
-    def _kill_9_console(self, job: Job, fault: Fault) -> tuple[Any, str]:
+    def _kill_console(self, job: Job, fault: Fault) -> tuple[Any, str]:
         job = next(j for j in self.jobs if j.name == "join")  # the job with a console
         fault.job = job.name
         console = job.console()
@@ -178,7 +180,7 @@ class Schedule:
             console.send_signal(signal.SIGKILL)
         return trains_again(job)
 
-    def _broker_restart(self, job: Job, fault: Fault) -> tuple[Any, str]:
+    def _restart_broker(self, job: Job, fault: Fault) -> tuple[Any, str]:
         fault.job = "all"
         self.broker.stop()
         time.sleep(2.0)
@@ -186,7 +188,7 @@ class Schedule:
         waits = [trains_again(j)[0] for j in self.jobs]
         return (lambda: all(w() for w in waits)), "every job's ledger grows again"
 
-    def _disk_full(self, job: Job, fault: Fault) -> tuple[Any, str]:
+    def _fill_disk(self, job: Job, fault: Fault) -> tuple[Any, str]:
         if job.disk is None:
             fault.detail = "skipped: no tmpfs"
             return (lambda: True), "nothing to recover"

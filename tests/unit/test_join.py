@@ -172,6 +172,9 @@ def test_a_broker_outage_is_not_silence():
     for _ in range(20):  # 10 s without the broker: empty windows
         clock.advance(500)
         assert join.push(connected=False).expired == []
+    assert join.push().expired == []
+    clock.advance(1000)  # the sources are back; the producer's queue not yet
+    assert join.push().expired == [], "silence counts from the reconnection"
     out = join.push(labels=[lab(1, 1_000_800)], published_ms=1_000_800)
     assert [j.key for j in out.joined] == [1]
 
