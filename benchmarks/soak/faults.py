@@ -146,7 +146,7 @@ class Schedule:
             fault = Fault(kind, job.name, round(time.monotonic() - started, 1))
             predicate, fault.recovered = self.actions[kind](job, fault)
             fault.recovery_s = wait_for(predicate)
-            print(f"soak: {fault.at_s:7.1f} s  {kind:16s} {job.name:9s} {fault.detail:24s} "
+            print(f"soak: {fault.at_s:7.1f} s  {kind:16s} {fault.job:9s} {fault.detail:24s} "
                   f"recovered in {fault.recovery_s} s ({fault.recovered})", flush=True)
             self.faults.append(fault)
 
