@@ -132,7 +132,8 @@ class PulsarPartitionSource(PartitionSource):
                                       **self._options)
 
     def _leave_first_batch(self) -> None:
-        """Past the first entry's batch: the temporary consumer hands over to a reader."""
+        """Past the first entry's batch: the temporary consumer hands over to a reader (on
+        the training thread, two round trips to the broker, once per partition)."""
         first, self._reader = self._reader, self._open_reader()
         try:
             first.unsubscribe()  # its subscription is gone from the broker too
