@@ -3,8 +3,9 @@ so that a real broker retains what the next resume may read and no more.
 
 Sources read through readers (`streams/pulsar_source.py`); this cursor never receives a
 message: Failover with a receiver queue of 0, so it costs no dispatch and any number of its
-consumers may coexist. Give it a client of its own (`open_cursors`): a connection that carries
-no messages ends with a FIN when its process is killed, so pulsar-lite 0.2.0 runs the cleanup
+consumers may coexist. Give it a client of its own (`hvd_online/session.py` opens one for a
+rank's cursors): a connection that carries no messages ends with a FIN when its process is
+killed, so pulsar-lite 0.2.0 runs the cleanup
 it skips after a TCP reset (see pulsar_source.py). That matters because pulsar-lite keys a
 subscription's consumers by the client's consumer id, which a relaunch hands out again in the
 same order: a consumer left behind would refuse the relaunch's cursor and drop its connection.
