@@ -5,10 +5,10 @@ Sources read through readers (`streams/pulsar_source.py`); this cursor never rec
 message: Failover with a receiver queue of 0, so it costs no dispatch and any number of its
 consumers may coexist. Give it a client of its own (`hvd_online/session.py` opens one for a
 rank's cursors): a connection that carries no messages ends with a FIN when its process is
-killed, so pulsar-lite 0.2.0 runs the cleanup
-it skips after a TCP reset (see pulsar_source.py). That matters because pulsar-lite keys a
-subscription's consumers by the client's consumer id, which a relaunch hands out again in the
-same order: a consumer left behind would refuse the relaunch's cursor and drop its connection.
+killed, so pulsar-lite 0.2.0 runs the cleanup it skips after a TCP reset (see
+pulsar_source.py). That matters because pulsar-lite keys a subscription's consumers by the
+client's consumer id, which a relaunch hands out again in the same order: a consumer left
+behind would refuse the relaunch's cursor and drop its connection.
 
 Opened off the training thread and best effort: while it is missing, acknowledgements wait for
 the next checkpoint, which delays retention, never training.
