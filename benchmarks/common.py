@@ -8,10 +8,10 @@ import statistics
 import subprocess
 from pathlib import Path
 
+from hvd_online.commands.produce import produce
+from hvd_online.commands.run import horovodrun_command
 from hvd_online.config import load_config
-from hvd_online.launch import horovodrun_command
-from hvd_online.layout import RunLayout
-from hvd_online.produce import produce
+from hvd_online.state.run_dir import RunLayout
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "examples" / "mlp" / "config.toml"

@@ -3,7 +3,7 @@
 The ranks start first on an empty topic; once both have run their first step (TensorFlow
 traced), a producer publishes at a fixed rate for a fixed time. Each rank's summary file
 carries a histogram of publish -> applied latency of every sample it trained
-(hvd_online/freshness.py); the histograms of the ranks are merged here. A rate is
+(hvd_online/training/freshness.py); the histograms of the ranks are merged here. A rate is
 *sustained* when the producer reached it, training kept up with it (both within 5%) and p99
 stayed under 1 s: a backlog that grows would push the latency of every later sample up with
 it.
@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from benchmarks.common import CONFIG, ENV, steady_rate, summaries, train_argv
+from hvd_online.commands.produce import produce
+from hvd_online.commands.run import horovodrun_command
 from hvd_online.config import load_config
-from hvd_online.freshness import FreshnessHistogram
-from hvd_online.launch import horovodrun_command
-from hvd_online.produce import produce
+from hvd_online.training.freshness import FreshnessHistogram
 
 SUSTAINED_P99_MS = 1000.0
 

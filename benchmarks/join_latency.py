@@ -23,10 +23,10 @@ import numpy as np
 import pulsar
 
 from benchmarks.common import ENV, REPO
+from hvd_online.commands.produce import produce
+from hvd_online.commands.run import horovodrun_command
 from hvd_online.config import load_config
-from hvd_online.launch import horovodrun_command
-from hvd_online.layout import RunLayout
-from hvd_online.produce import produce
+from hvd_online.state.run_dir import RunLayout
 from streams.broker import EmbeddedBroker
 from streams.predictions import predictions_topic
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from benchmarks.common import ENV, REPO
-from hvd_online.launch import horovodrun_command
-from hvd_online.layout import RunLayout
+from hvd_online.commands.run import horovodrun_command
+from hvd_online.state.run_dir import RunLayout
 from streams.broker import EmbeddedBroker
 
 MLP = REPO / "examples" / "mlp"

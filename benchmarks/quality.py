@@ -30,9 +30,9 @@ import pulsar
 from benchmarks.common import REPO, run_ranks, steady_rate
 from benchmarks.quality_streams import STREAMS, stream_rows
 from examples.drift.model import HyperplaneClassifier
+from hvd_online.commands.produce import produce
 from hvd_online.config import load_config
-from hvd_online.layout import RunLayout
-from hvd_online.produce import produce
+from hvd_online.state.run_dir import RunLayout
 from streams.broker import EmbeddedBroker, free_port
 from streams.codecs import RecordCodec
 from streams.topics import partition_topic

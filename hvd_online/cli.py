@@ -23,7 +23,7 @@ from hvd_online.errors import ConfigError, HvdOnlineError
 from streams.errors import StreamsError
 
 if TYPE_CHECKING:
-    from hvd_online.launch import RankPlan
+    from hvd_online.commands.run import RankPlan
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,8 @@ def load_with_flags(args: argparse.Namespace) -> Config:
 
 
 def rank_plan(args: argparse.Namespace, config: Config) -> RankPlan:
-    from hvd_online.launch import RankPlan
-    from hvd_online.supervisor import LOCAL, parse_hosts
+    from hvd_online.commands.run import RankPlan
+    from hvd_online.commands.supervisor import LOCAL, parse_hosts
 
     if not args.hosts:
         return RankPlan.local(args.num_proc, args.max_restarts or 0)
@@ -145,17 +145,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stdout)
     try:
         if args.command == "train":
-            from hvd_online.train_command import train_command
+            from hvd_online.commands.train import train_command
 
             return train_command(load_with_flags(args))
         if args.command == "run":
-            from hvd_online.launch import run_command
+            from hvd_online.commands.run import run_command
 
             config = load_with_flags(args)
             return run_command(args.config, collect_overrides(args), config,
                                rank_plan(args, config), produce=not args.no_produce)
         if args.command == "produce":
-            from hvd_online.produce import produce
+            from hvd_online.commands.produce import produce
 
             config = load_with_flags(args)
             if not config.stream.url:
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             from pathlib import Path
 
-            from hvd_online.export import export_model
+            from hvd_online.commands.export import export_model
 
             export_model(load_with_flags(args), Path(args.out),
                          Path(args.checkpoint) if args.checkpoint else None)

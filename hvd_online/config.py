@@ -125,7 +125,7 @@ class CheckpointConfig:
 @dataclass(frozen=True)
 class DriftConfig:
     """Concept drift on the prequential loss: a detector, and what to do when it fires
-    (hvd_online/drift_response.py; README "Quality" has the measured choice)."""
+    (hvd_online/drift/response.py; README "Quality" has the measured choice)."""
 
     #: "" (off), "page_hinkley" or "adwin"
     detector: str = ""

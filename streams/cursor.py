@@ -3,7 +3,7 @@ so that a real broker retains what the next resume may read and no more.
 
 Sources read through readers (`streams/pulsar_source.py`); this cursor never receives a
 message: Failover with a receiver queue of 0, so it costs no dispatch and any number of its
-consumers may coexist. Give it a client of its own (`hvd_online/session.py` opens one for a
+consumers may coexist. Give it a client of its own (`hvd_online/inputs/open.py` opens one for a
 rank's cursors): a connection that carries no messages ends with a FIN when its process is
 killed, so pulsar-lite 0.2.0 runs the cleanup it skips after a TCP reset (see
 pulsar_source.py). That matters because pulsar-lite keys a subscription's consumers by the

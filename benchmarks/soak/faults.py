@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 
 from benchmarks.soak.stream import LiveStream
-from hvd_online.supervisor import local_ranks
+from hvd_online.commands.supervisor import local_ranks
 from streams.broker import EmbeddedBroker
 from streams.lifetime import die_with_parent
 from tests.integration.harness import REPO, ledger_hook

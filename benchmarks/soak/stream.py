@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from examples.clicks.producer import click_probability
-from hvd_online.joined_input import check_schemas
-from hvd_online.template import ModelTemplate
+from hvd_online.inputs.joined import check_schemas
+from hvd_online.model.template import ModelTemplate
 from streams.client import connect
 from streams.codecs import RecordCodec
 from streams.producer import PartitionedProducer

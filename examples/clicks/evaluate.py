@@ -20,8 +20,8 @@ import numpy as np
 import pulsar
 
 from examples.clicks.producer import outcomes
-from hvd_online.finished_run import open_run
-from hvd_online.layout import RunLayout
+from hvd_online.commands.finished_run import open_run
+from hvd_online.state.run_dir import RunLayout
 from streams.broker import EmbeddedBroker
 from streams.predictions import predictions_topic
 

@@ -5,7 +5,7 @@ probability now; clicks (labels) come seconds later, and most impressions are ne
 import keras
 import numpy as np
 
-from hvd_online.template import ModelTemplate
+from hvd_online.model.template import ModelTemplate
 from streams.schema import EventSchema, LabelSchema, Schema
 
 

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from examples.cnn_digits.producer import split
-from hvd_online.finished_run import open_run
+from hvd_online.commands.finished_run import open_run
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:

@@ -2,7 +2,7 @@
 
 import keras
 
-from hvd_online.template import ModelTemplate
+from hvd_online.model.template import ModelTemplate
 from streams.schema import Schema
 
 

@@ -12,8 +12,8 @@ import keras
 import numpy as np
 
 from examples.drift.producer import samples
-from hvd_online.finished_run import open_run
-from hvd_online.layout import RunLayout
+from hvd_online.commands.finished_run import open_run
+from hvd_online.state.run_dir import RunLayout
 
 
 def online_curve(layout: RunLayout) -> tuple[np.ndarray, np.ndarray, list[int]]:

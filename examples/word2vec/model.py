@@ -3,7 +3,7 @@ allgathers the touched rows instead of allreducing the whole table."""
 
 import keras
 
-from hvd_online.template import ModelTemplate
+from hvd_online.model.template import ModelTemplate
 from streams.schema import Schema
 
 

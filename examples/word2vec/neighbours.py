@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-from hvd_online.finished_run import open_run
+from hvd_online.commands.finished_run import open_run
 
 
 def neighbour_purity(vectors: np.ndarray, cluster_size: int, k: int = 5) -> float:

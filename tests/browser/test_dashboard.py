@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hvd_online.launch import horovodrun_command
-from hvd_online.layout import RunLayout
+from hvd_online.commands.run import horovodrun_command
+from hvd_online.state.run_dir import RunLayout
 from tests.integration.harness import REPO, wait_until, write_config
 
 pytestmark = pytest.mark.browser

@@ -3,7 +3,7 @@ taken is named on the page and a running challenger's loss is drawn next to the 
 
 import pytest
 
-from hvd_online.layout import RunLayout
+from hvd_online.state.run_dir import RunLayout
 from tests.browser.test_dashboard import ARTIFACTS, CHROMIUM
 from tests.integration.harness import start_producer, start_ranks, wait_until
 from tests.integration.test_drift_challenger import write_drift_config

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from hvd_online.config import load_config
-from hvd_online.console_link import start_console
-from hvd_online.control import Controls, Flag
-from hvd_online.layout import RunLayout
-from hvd_online.reports import StepReport
-from hvd_online.template import build_model, load_template
+from hvd_online.model.template import build_model, load_template
+from hvd_online.observers.console_link import start_console
+from hvd_online.state.run_dir import RunLayout
+from hvd_online.sync.control import Controls, Flag
+from hvd_online.training.reports import StepReport
 from tests.integration.harness import REPO, wait_until
 
 pytestmark = pytest.mark.integration

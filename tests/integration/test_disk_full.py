@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hvd_online.checkpoint import list_checkpoints, load_latest_checkpoint
+from hvd_online.state.checkpoint import list_checkpoints, load_latest_checkpoint
 from tests.integration.harness import (
     kill_a_rank_mid_stream,
     ledger_size,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hvd_online.checkpoint import load_latest_checkpoint
-from hvd_online.layout import RunLayout
+from hvd_online.state.checkpoint import load_latest_checkpoint
+from hvd_online.state.run_dir import RunLayout
 from tests.integration.harness import (
     REPO,
     kill_a_rank_mid_stream,

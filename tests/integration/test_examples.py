@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hvd_online.layout import RunLayout
+from hvd_online.state.run_dir import RunLayout
 from tests.integration.harness import REPO
 
 pytestmark = pytest.mark.integration

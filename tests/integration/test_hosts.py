@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from hvd_online.supervisor import LOST_AFTER, PROBE_S, PROBE_TIMEOUT_S
+from hvd_online.commands.supervisor import LOST_AFTER, PROBE_S, PROBE_TIMEOUT_S
 from tests.integration.harness import (
     REPO,
     Background,

@@ -9,7 +9,7 @@ import pulsar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hvd_online.layout import RunLayout
+from hvd_online.state.run_dir import RunLayout
 from streams.producer import PartitionedProducer
 from tests.integration.harness import start_producer, start_ranks, wait_until, write_config
 

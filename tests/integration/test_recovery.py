@@ -12,8 +12,8 @@ from pathlib import Path
 import pulsar
 import pytest
 
-from hvd_online.checkpoint import load_latest_checkpoint
-from hvd_online.layout import RunLayout
+from hvd_online.state.checkpoint import load_latest_checkpoint
+from hvd_online.state.run_dir import RunLayout
 from streams.broker import EmbeddedBroker, free_port
 from tests.integration.harness import (
     kill_a_rank_mid_stream,

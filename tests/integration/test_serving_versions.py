@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from hvd_online.checkpoint import load_latest_checkpoint
-from hvd_online.layout import RunLayout
-from hvd_online.serving import versions
+from hvd_online.observers.serving import versions
+from hvd_online.state.checkpoint import load_latest_checkpoint
+from hvd_online.state.run_dir import RunLayout
 from tests.integration.harness import produce_from, run_ranks, write_config
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hvd_online.layout import RunLayout
+from hvd_online.state.run_dir import RunLayout
 from tests.integration.harness import (
     produce_from,
     produced_ids,

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hvd_online import checkpoint as ckpt
-from hvd_online.run_state import RunState
+from hvd_online.state import checkpoint as ckpt
+from hvd_online.state.run_state import RunState
 
 
 def arrays(value: float) -> list[np.ndarray]:

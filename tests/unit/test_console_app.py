@@ -10,7 +10,7 @@ from console.app import create_app
 from console.predictor import Predictor
 from console.routes import VENDOR_FILES
 from console.state import ConsoleState
-from hvd_online.reports import StepReport
+from hvd_online.training.reports import StepReport
 from streams.schema import Schema
 
 TOKEN = "s3cret"

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from hvd_online.config import DriftConfig
-from hvd_online.drift import Adwin, PageHinkley, Signal
-from hvd_online.drift_response import (
+from hvd_online.drift.detectors import Adwin, PageHinkley, Signal
+from hvd_online.drift.response import (
     Challenger,
     DriftResponse,
     LearningRateBoost,

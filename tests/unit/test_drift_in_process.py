@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from hvd_online.checkpoint import Resume, load_latest_checkpoint
-from hvd_online.control import Controls
-from hvd_online.inputs import LabelledInput
-from hvd_online.layout import RunLayout
-from hvd_online.trainer import OnlineTrainer
+from hvd_online.inputs.batch import LabelledInput
+from hvd_online.state.checkpoint import Resume, load_latest_checkpoint
+from hvd_online.state.run_dir import RunLayout
+from hvd_online.sync.control import Controls
+from hvd_online.training.trainer import OnlineTrainer
 from streams.codecs import RecordCodec
 from streams.testing import CountingSink, TestingSource
 from tests.unit.test_trainer_in_process import Linear, make_trainer

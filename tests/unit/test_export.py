@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from hvd_online.checkpoint import save_checkpoint
+from hvd_online.commands.export import export_model
 from hvd_online.config import load_config_text
-from hvd_online.export import export_model
-from hvd_online.run_state import RunState
-from hvd_online.template import build_model, load_template
+from hvd_online.model.template import build_model, load_template
+from hvd_online.state.checkpoint import save_checkpoint
+from hvd_online.state.run_state import RunState
 from tests.integration.harness import MLP_TEMPLATE
 
 

@@ -9,14 +9,14 @@ import keras
 import numpy as np
 import pytest
 
-from hvd_online.checkpoint import Resume, load_latest_checkpoint
 from hvd_online.config import load_config_text
-from hvd_online.control import Controls
 from hvd_online.errors import ConfigError
-from hvd_online.joined_input import JoinedInput
-from hvd_online.layout import RunLayout
-from hvd_online.template import ModelTemplate
-from hvd_online.trainer import OnlineTrainer
+from hvd_online.inputs.joined import JoinedInput
+from hvd_online.model.template import ModelTemplate
+from hvd_online.state.checkpoint import Resume, load_latest_checkpoint
+from hvd_online.state.run_dir import RunLayout
+from hvd_online.sync.control import Controls
+from hvd_online.training.trainer import OnlineTrainer
 from streams.codecs import RecordCodec
 from streams.schema import EventSchema, LabelSchema, Schema
 from streams.testing import CountingSink, ListSink, TestingSource

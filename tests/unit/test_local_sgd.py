@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hvd_online import local_sgd
-from hvd_online.control import Controls, Flag
 from hvd_online.errors import ConfigError
-from hvd_online.local_sgd import LocalSGD, weighted_mean
+from hvd_online.sync import local_sgd
+from hvd_online.sync.control import Controls, Flag
+from hvd_online.sync.local_sgd import LocalSGD, weighted_mean
 from streams.testing import TestingSource
 from tests.unit.test_trainer_in_process import Linear, make_trainer, payloads
 
@@ -45,7 +45,7 @@ def local_sgd_with_peer(monkeypatch, peer_model, peer_optimizer, peer_trained):
         others = [*peer, tf.constant(peer_stats), tf.constant([peer_trained, 1.0])]
         return [mine + other for mine, other in zip(tensors, others, strict=True)]
 
-    monkeypatch.setattr(local_sgd.distributed, "grouped_sum", grouped_sum)
+    monkeypatch.setattr(local_sgd.collectives, "grouped_sum", grouped_sum)
     averager = LocalSGD(model, optimizer, template.per_sample_loss, template.per_sample_metric,
                         *specs, STATS, world_size=2)
     return averager, model, optimizer

@@ -3,7 +3,7 @@
 from prometheus_client.parser import text_string_to_metric_families
 
 from console.metrics import RunMetrics
-from hvd_online.reports import StepReport
+from hvd_online.training.reports import StepReport
 
 
 def values(metrics: RunMetrics) -> dict[tuple, float]:

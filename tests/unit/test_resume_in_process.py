@@ -6,15 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hvd_online.checkpoint import Resume, load_latest_checkpoint
+from hvd_online.commands.train import load_step_hooks
 from hvd_online.config import load_config_text
-from hvd_online.control import Controls
-from hvd_online.distributed import World
 from hvd_online.errors import ConfigError
-from hvd_online.inputs import LabelledInput
-from hvd_online.layout import RunLayout
-from hvd_online.train_command import load_step_hooks
-from hvd_online.trainer import OnlineTrainer
+from hvd_online.inputs.batch import LabelledInput
+from hvd_online.state.checkpoint import Resume, load_latest_checkpoint
+from hvd_online.state.run_dir import RunLayout
+from hvd_online.sync.collectives import World
+from hvd_online.sync.control import Controls
+from hvd_online.training.trainer import OnlineTrainer
 from streams.codecs import RecordCodec
 from streams.testing import CountingSink, TestingSource
 from tests.integration.harness import LEDGER

@@ -9,13 +9,13 @@ import tensorflow as tf
 from console.app import create_app
 from console.predictor import Predictor
 from console.state import ConsoleState
-from hvd_online.reports import StepReport
-from hvd_online.serving import (
+from hvd_online.observers.serving import (
     ServingExporter,
     remove_versions_after,
     versions,
     write_version,
 )
+from hvd_online.training.reports import StepReport
 from streams.schema import Schema
 
 

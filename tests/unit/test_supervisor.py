@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from hvd_online import supervisor
-from hvd_online.supervisor import HostSlots, Supervisor, parse_hosts
+from hvd_online.commands import supervisor
+from hvd_online.commands.supervisor import HostSlots, Supervisor, parse_hosts
 
 #: a launch that runs until kill -15, then exits 0 (as ranks do after their checkpoint)
 RUNS = ("import signal, sys, time\n"
@@ -185,7 +185,7 @@ def test_a_planned_relaunch_never_counts_against_max_restarts(caplog):
 
 
 def test_a_launch_on_this_machine_only_leaves_out_the_network_interface():
-    from hvd_online.launch import RankPlan
+    from hvd_online.commands.run import RankPlan
 
     plan = RankPlan(parse_hosts("localhost:2,203.0.113.7:1"), 3, network_interface="eth0",
                     ssh_port=2222)

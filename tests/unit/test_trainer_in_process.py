@@ -8,10 +8,10 @@ import keras
 import numpy as np
 
 from hvd_online.config import load_config_text
-from hvd_online.control import Controls
-from hvd_online.inputs import LabelledInput
-from hvd_online.template import ModelTemplate
-from hvd_online.trainer import OnlineTrainer
+from hvd_online.inputs.batch import LabelledInput
+from hvd_online.model.template import ModelTemplate
+from hvd_online.sync.control import Controls
+from hvd_online.training.trainer import OnlineTrainer
 from streams.codecs import RecordCodec
 from streams.schema import Schema
 from streams.testing import CountingSink, TestingSource

@@ -3,7 +3,7 @@ owns its sources and any stateful operators (their snapshots go into checkpoints
 
 - `LabelledInput`: pre-labelled samples on one topic (a count/time window, decode, dead
   letters).
-- `JoinedInput` (hvd_online/joined_input.py): raw events predicted on arrival and joined with
+- `JoinedInput` (hvd_online/inputs/joined.py): raw events predicted on arrival and joined with
   labels that come later on another topic.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hvd_online.run_state import Stateful
+from hvd_online.state.run_state import Stateful
 from streams.codecs import Codec
 from streams.dead_letter import DeadLetters
 from streams.source import PartitionSource, Record

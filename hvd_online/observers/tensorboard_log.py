@@ -21,7 +21,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from hvd_online.reports import StepReport
+from hvd_online.training.reports import StepReport
 
 log = logging.getLogger(__name__)
 

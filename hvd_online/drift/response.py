@@ -26,12 +26,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hvd_online import distributed
 from hvd_online.config import DriftConfig
-from hvd_online.distributed import SyncStep
-from hvd_online.drift import Adwin, Detector, PageHinkley, Signal
+from hvd_online.drift.detectors import Adwin, Detector, PageHinkley, Signal
 from hvd_online.errors import ConfigError
-from hvd_online.template import ModelTemplate, build_model
+from hvd_online.model.template import ModelTemplate, build_model
+from hvd_online.sync import collectives
+from hvd_online.sync.collectives import SyncStep
 
 ACTIONS = ("mark", "boost", "challenger")
 
@@ -121,7 +121,7 @@ class Challenger:
             for variable, value in zip(self.optimizer.variables, arrays["challenger-optimizer"],
                                        strict=True):
                 variable.assign(value)
-        distributed.broadcast_initial_state(self.model, self.optimizer,
+        collectives.broadcast_initial_state(self.model, self.optimizer,
                                             name="hvd_online_challenger_init")
 
 

@@ -3,7 +3,7 @@
 Starts the embedded broker (unless a URL is configured), publishes the config's [produce]
 stream concurrently, and runs `horovodrun` training against it - on this machine
 (`-np N`), or across `--hosts`, relaunched by the supervisor when a rank or a host is lost
-(hvd_online/supervisor.py); stops the broker at the end. Exit status is training's.
+(hvd_online/commands/supervisor.py); stops the broker at the end. Exit status is training's.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import psutil
 
+from hvd_online.commands.supervisor import HostSlots, Supervisor
 from hvd_online.config import Config
-from hvd_online.layout import RunLayout
-from hvd_online.supervisor import HostSlots, Supervisor
+from hvd_online.state.run_dir import RunLayout
 from streams.broker import EmbeddedBroker
 from streams.lifetime import die_with_parent
 

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 
 import pulsar
 
-from hvd_online import distributed
-from hvd_online.checkpoint import Resume, load_latest_checkpoint
 from hvd_online.config import Config
-from hvd_online.control import Controls, Flag
-from hvd_online.distributed import World
 from hvd_online.errors import ConfigError
-from hvd_online.inputs import LabelledInput, StepInput
-from hvd_online.joined_input import JoinedInput, check_schemas
-from hvd_online.layout import RunLayout
-from hvd_online.template import ModelTemplate
+from hvd_online.inputs.batch import LabelledInput, StepInput
+from hvd_online.inputs.joined import JoinedInput, check_schemas
+from hvd_online.model.template import ModelTemplate
+from hvd_online.state.checkpoint import Resume, load_latest_checkpoint
+from hvd_online.state.run_dir import RunLayout
+from hvd_online.sync import collectives
+from hvd_online.sync.collectives import World
+from hvd_online.sync.control import Controls, Flag
 from streams.assignment import partitions_for_rank
 from streams.broker import EmbeddedBroker
 from streams.client import connect
@@ -39,7 +39,7 @@ def read_resume(layout: RunLayout, world: World) -> Resume | None:
     """Rank 0 reads the newest valid checkpoint; every rank receives its run state (the
     arrays stay on rank 0 until the initial broadcast)."""
     checkpoint = load_latest_checkpoint(layout.checkpoints) if world.is_chief else None
-    state = distributed.broadcast_object(checkpoint.state if checkpoint else None)
+    state = collectives.broadcast_object(checkpoint.state if checkpoint else None)
     if state is None:
         return None
     log.info("rank %d resuming from step %d", world.rank, state.step)
@@ -61,7 +61,7 @@ def broker_url(config: Config, world: World, layout: RunLayout) -> Iterator[str]
         broker = EmbeddedBroker(layout.broker_data, port=config.stream.embedded_port).start()
         log.info("embedded pulsar-lite broker at %s (data in %s)", broker.url,
                  layout.broker_data)
-    url = distributed.broadcast_object(broker.url if broker else None)
+    url = collectives.broadcast_object(broker.url if broker else None)
     try:
         yield url
     finally:

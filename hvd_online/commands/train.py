@@ -14,19 +14,19 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from hvd_online import distributed
 from hvd_online.config import Config
-from hvd_online.control import Controls
-from hvd_online.distributed import World
 from hvd_online.errors import ConfigError
-from hvd_online.layout import RunLayout
-from hvd_online.loading import load_object
-from hvd_online.reports import StepReport
-from hvd_online.serving import ServingExporter, remove_versions_after
-from hvd_online.session import RankInputs, install_signal_handlers, open_inputs, read_resume
-from hvd_online.template import ModelTemplate, build_model, load_template
-from hvd_online.tensorboard_log import TensorBoardLog
-from hvd_online.trainer import OnlineTrainer, StepHook, weights_digest
+from hvd_online.inputs.open import RankInputs, install_signal_handlers, open_inputs, read_resume
+from hvd_online.model.loading import load_object
+from hvd_online.model.template import ModelTemplate, build_model, load_template
+from hvd_online.observers.serving import ServingExporter, remove_versions_after
+from hvd_online.observers.tensorboard_log import TensorBoardLog
+from hvd_online.state.run_dir import RunLayout
+from hvd_online.sync import collectives
+from hvd_online.sync.collectives import World
+from hvd_online.sync.control import Controls
+from hvd_online.training.reports import StepReport
+from hvd_online.training.trainer import OnlineTrainer, StepHook, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def report_consumers(config: Config, world: World, layout: RunLayout, template: 
         stack.callback(exporter.close)
         consumers.append(exporter)
         if config.console.enabled:
-            from hvd_online.console_link import start_console
+            from hvd_online.observers.console_link import start_console
 
             link = start_console(config, layout, controls, trainer.model.get_weights)
             stack.callback(link.close)
@@ -163,7 +163,7 @@ def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
 
 
 def train_command(config: Config) -> int:
-    world = distributed.init_world(config.train.threads, config.train.pin_cores)
+    world = collectives.init_world(config.train.threads, config.train.pin_cores)
     controls = Controls()
     install_signal_handlers(controls)
     template = load_template(config.model.template, config.model.params)

@@ -23,22 +23,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hvd_online import distributed
-from hvd_online.checkpoint import Resume, save_checkpoint
 from hvd_online.config import Config
-from hvd_online.control import Controls, Flag
-from hvd_online.distributed import SyncStep, World
-from hvd_online.drift import Signal
-from hvd_online.drift_response import Challenger, DriftResponse, Response, make_detector
+from hvd_online.drift.detectors import Signal
+from hvd_online.drift.response import Challenger, DriftResponse, Response, make_detector
 from hvd_online.errors import ConfigError
-from hvd_online.freshness import FreshnessHistogram
-from hvd_online.inputs import Batch, StepInput
-from hvd_online.layout import RunLayout
-from hvd_online.local_sgd import LocalSGD
-from hvd_online.reports import StepReport
-from hvd_online.run_state import RunState, Stateful
-from hvd_online.step_stats import StatsLayout
-from hvd_online.template import ModelTemplate, build_model
+from hvd_online.inputs.batch import Batch, StepInput
+from hvd_online.model.template import ModelTemplate, build_model
+from hvd_online.state.checkpoint import Resume, save_checkpoint
+from hvd_online.state.run_dir import RunLayout
+from hvd_online.state.run_state import RunState, Stateful
+from hvd_online.sync import collectives
+from hvd_online.sync.collectives import SyncStep, World
+from hvd_online.sync.control import Controls, Flag
+from hvd_online.sync.local_sgd import LocalSGD
+from hvd_online.sync.stats_vector import StatsLayout
+from hvd_online.training.freshness import FreshnessHistogram
+from hvd_online.training.reports import StepReport
 
 RATE_WINDOW_STEPS = 50
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class OnlineTrainer:
             for variable, value in zip(self.optimizer.variables, resume.checkpoint.optimizer,
                                        strict=True):
                 variable.assign(value)
-        distributed.broadcast_initial_state(self.model, self.optimizer)
+        collectives.broadcast_initial_state(self.model, self.optimizer)
         if self.drift:  # a challenger running at the checkpoint comes back on every rank
             self.drift.restore_arrays(resume.checkpoint.extra
                                       if resume and resume.checkpoint else None)
@@ -166,7 +166,7 @@ class OnlineTrainer:
         sources = {source.key: source.snapshot() for source in self.sources}
         operators = {key: operator.snapshot() for key, operator in self.operators.items()}
         path = None
-        gathered = distributed.allgather_object((sources, operators))
+        gathered = collectives.allgather_object((sources, operators))
         if self.world.is_chief:
             state = RunState(
                 step=self.step, samples_total=self.samples_total,
@@ -175,7 +175,7 @@ class OnlineTrainer:
                 sources={k: v for part, _ in gathered for k, v in sorted(part.items())},
                 operators={k: v for _, part in gathered for k, v in sorted(part.items())})
             path = self._write_checkpoint(state)
-        path = distributed.broadcast_object(path)  # also a barrier: written before we commit
+        path = collectives.broadcast_object(path)  # also a barrier: written before we commit
         if path is None:  # not durable: the broker must keep everything after the last one
             self.checkpoint_failures += 1
             return None

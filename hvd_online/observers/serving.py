@@ -29,8 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hvd_online.reports import StepReport
-from hvd_online.template import ModelTemplate
+from hvd_online.model.template import ModelTemplate
+from hvd_online.training.reports import StepReport
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
     from console.server import ConsoleServer
     from console.shared_weights import SharedWeights
     from console.state import ConsoleState
-    from hvd_online.template import build_model, load_template
+    from hvd_online.model.template import build_model, load_template
 
     template = load_template(spec.template, spec.params)
     predictor = Predictor(build_model(template, spec.pretrained), template.schema)

@@ -9,9 +9,9 @@ import numpy as np
 
 from hvd_online.config import Config
 from hvd_online.errors import ConfigError
-from hvd_online.joined_input import check_schemas
-from hvd_online.loading import load_object
-from hvd_online.template import ModelTemplate, load_template
+from hvd_online.inputs.joined import check_schemas
+from hvd_online.model.loading import load_object
+from hvd_online.model.template import ModelTemplate, load_template
 from streams.client import connect
 from streams.codecs import make_codec
 from streams.producer import PartitionedProducer, Progress, publish

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hvd_online.run_state import RunState
+from hvd_online.state.run_state import RunState
 
 log = logging.getLogger(__name__)
 

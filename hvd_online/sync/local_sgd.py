@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hvd_online import distributed
+from hvd_online.sync import collectives
 
 
 def weighted_mean(values: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -53,7 +53,7 @@ class LocalSGD:
         self.optimizer = optimizer
         optimizer.build(model.trainable_variables)
         trainable = model.trainable_variables
-        shared = distributed.tf_variables(list(model.weights) + list(optimizer.variables))
+        shared = collectives.tf_variables(list(model.weights) + list(optimizer.variables))
         #: loss_sum, metric_sum, count over the round's finite steps; then skipped steps
         self._head = np.zeros(self.HEAD, np.float64)
         self._skipped = 0
@@ -61,9 +61,9 @@ class LocalSGD:
 
         @tf.function(input_signature=[feature_spec, label_spec])
         def local_step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            loss_sum, metric_sum, grads, count = distributed.prequential_gradients(
+            loss_sum, metric_sum, grads, count = collectives.prequential_gradients(
                 model, loss_fn, metric_fn, x, y, trainable)
-            applied, _ = distributed.apply_if_finite(optimizer, grads, count, loss_sum, trainable)
+            applied, _ = collectives.apply_if_finite(optimizer, grads, count, loss_sum, trainable)
             return tf.stack([loss_sum, metric_sum, count]), applied
 
         @tf.function(input_signature=[tf.TensorSpec([stats_len + self.HEAD], tf.float32),
@@ -73,7 +73,7 @@ class LocalSGD:
             if world_size == 1:
                 return stats, weight_and_skipped
             weighted = [tf.cast(v, tf.float32) * weight for v in shared]
-            reduced = distributed.grouped_sum([*weighted, stats, weight_and_skipped], name)
+            reduced = collectives.grouped_sum([*weighted, stats, weight_and_skipped], name)
             totals = reduced[-1]
             total = totals[0]
             if total > 0:  # nobody trained: keep the weights (equal on every rank already)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from hvd_online.control import Flag
+from hvd_online.sync.control import Flag
 from streams.dead_letter import REASON_KINDS
 
 FLAGS = tuple(Flag)

@@ -1,5 +1,5 @@
 """Links the training loop to the console on rank 0: the console is one report consumer, and
-runs in a process of its own (`hvd_online.console_process`).
+runs in a process of its own (`hvd_online.observers.console_process`).
 
 The link runs on the training thread and never blocks it: reports go into a bounded queue
 (dropped, and counted, when the console process falls behind), weights into shared memory
@@ -22,11 +22,11 @@ import numpy as np
 
 from console.shared_weights import SharedWeights
 from hvd_online.config import Config, config_as_dict
-from hvd_online.console_process import ConsoleSpec, serve
-from hvd_online.control import Controls
 from hvd_online.errors import HvdOnlineError
-from hvd_online.layout import RunLayout
-from hvd_online.reports import StepReport
+from hvd_online.observers.console_process import ConsoleSpec, serve
+from hvd_online.state.run_dir import RunLayout
+from hvd_online.sync.control import Controls
+from hvd_online.training.reports import StepReport
 
 log = logging.getLogger(__name__)
 

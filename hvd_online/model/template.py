@@ -33,7 +33,7 @@ import numpy as np
 from keras import ops
 
 from hvd_online.errors import TemplateError
-from hvd_online.loading import load_object
+from hvd_online.model.loading import load_object
 from streams.schema import EventSchema, LabelSchema, Schema
 
 

@@ -21,10 +21,10 @@ import numpy as np
 
 from hvd_online.config import JoinConfig
 from hvd_online.errors import ConfigError
-from hvd_online.inputs import Batch, Predict, decode_or_dead_letter
-from hvd_online.run_state import Stateful
-from hvd_online.step_stats import mean_or_nan
-from hvd_online.template import ModelTemplate
+from hvd_online.inputs.batch import Batch, Predict, decode_or_dead_letter
+from hvd_online.model.template import ModelTemplate
+from hvd_online.state.run_state import Stateful
+from hvd_online.sync.stats_vector import mean_or_nan
 from streams.codecs import Codec
 from streams.dead_letter import DeadLetters
 from streams.join import EventLabelJoin, Item, samples_to_train

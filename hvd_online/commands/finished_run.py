@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from hvd_online.checkpoint import Checkpoint, load_latest_checkpoint
 from hvd_online.config import Config, load_config
-from hvd_online.layout import RunLayout
-from hvd_online.template import ModelTemplate, load_template
+from hvd_online.model.template import ModelTemplate, load_template
+from hvd_online.state.checkpoint import Checkpoint, load_latest_checkpoint
+from hvd_online.state.run_dir import RunLayout
 
 
 def open_run(description: str, argv: list[str] | None = None,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hvd_online.checkpoint import load_checkpoint, load_latest_checkpoint
 from hvd_online.config import Config
 from hvd_online.errors import HvdOnlineError
-from hvd_online.layout import RunLayout
-from hvd_online.template import build_model, load_template
+from hvd_online.model.template import build_model, load_template
+from hvd_online.state.checkpoint import load_checkpoint, load_latest_checkpoint
+from hvd_online.state.run_dir import RunLayout
 
 log = logging.getLogger(__name__)
 

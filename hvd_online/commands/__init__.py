@@ -1,0 +1,2 @@
+"""What the `hvd-online` subcommands run: train (one rank), run (launch and supervise),
+produce, export, check."""

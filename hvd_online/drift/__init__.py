@@ -1,0 +1,1 @@
+"""Concept drift: detectors on the prequential loss, and the response when one fires."""

@@ -1,0 +1,1 @@
+"""The online training loop (a generator of step reports), the reports, freshness."""
