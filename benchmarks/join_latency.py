@@ -27,8 +27,8 @@ from hvd_online.commands.produce import produce
 from hvd_online.commands.run import horovodrun_command
 from hvd_online.config import load_config
 from hvd_online.state.run_dir import RunLayout
-from streams.broker import EmbeddedBroker
-from streams.predictions import predictions_topic
+from streams.pulsar.broker import EmbeddedBroker
+from streams.pulsar.predictions import predictions_topic
 
 CONFIG = REPO / "examples" / "clicks" / "config.toml"
 

@@ -19,8 +19,8 @@ import pulsar
 
 from benchmarks.throughput import plain_train_step
 from examples.mlp.model import MLPRegression
-from streams.client import connect
-from streams.topics import partition_topic
+from streams.pulsar.client import connect
+from streams.pulsar.topics import partition_topic
 
 #: how long the consumer waits for the first message of a batch before giving up on the stream
 STREAM_END_S = 10.0

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from benchmarks.common import ENV, REPO
 from hvd_online.commands.run import horovodrun_command
 from hvd_online.state.run_dir import RunLayout
-from streams.broker import EmbeddedBroker
+from streams.pulsar.broker import EmbeddedBroker
 
 MLP = REPO / "examples" / "mlp"
 

@@ -33,9 +33,9 @@ from examples.drift.model import HyperplaneClassifier
 from hvd_online.commands.produce import produce
 from hvd_online.config import load_config
 from hvd_online.state.run_dir import RunLayout
-from streams.broker import EmbeddedBroker, free_port
 from streams.codecs import RecordCodec
-from streams.topics import partition_topic
+from streams.pulsar.broker import EmbeddedBroker, free_port
+from streams.pulsar.topics import partition_topic
 
 CONFIG = REPO / "examples" / "drift" / "config.toml"
 RESULTS = REPO / "benchmarks" / "results" / "quality.json"

@@ -42,7 +42,7 @@ from typing import Any
 
 from benchmarks import freshness, join_latency, peers, picture, predict_load, throughput
 from benchmarks.common import fill_topic, median_of, prequential_mean
-from streams.broker import EmbeddedBroker
+from streams.pulsar.broker import EmbeddedBroker
 
 BATCH = 256
 PACKED = 16  # samples per message of the packed stream

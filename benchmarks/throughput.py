@@ -14,8 +14,8 @@ import pulsar
 from benchmarks.common import prequential_mean, run_ranks, steady_window, train_argv
 from examples.mlp.model import MLPRegression
 from examples.mlp.producer import generate
-from streams.client import connect
-from streams.topics import partition_topic
+from streams.pulsar.client import connect
+from streams.pulsar.topics import partition_topic
 
 
 def plain_train_step(template: MLPRegression) -> Callable[[Any, Any], Any]:

@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "broker":
             import signal
 
-            from streams.broker import EmbeddedBroker
+            from streams.pulsar.broker import EmbeddedBroker
 
             # kill -15 must stop the broker child too (it runs in its own session)
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from streams.codecs import Rejected
-from streams.dead_letter import reason_kind
+from streams.pulsar.dead_letter import reason_kind
 from streams.source import PartitionSource, Record
 
 

@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.pulsar.broker import EmbeddedBroker
 
 _topics = itertools.count()
 

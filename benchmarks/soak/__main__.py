@@ -30,7 +30,7 @@ from benchmarks.soak.check import check_join, check_labelled
 from benchmarks.soak.faults import Job, Schedule
 from benchmarks.soak.stream import ClickStream, SampleStream
 from hvd_online.model.template import load_template
-from streams.broker import EmbeddedBroker, free_port
+from streams.pulsar.broker import EmbeddedBroker, free_port
 from tests.integration.harness import MLP_TEMPLATE, REPO, wait_until
 
 CLICKS_TEMPLATE = REPO / "examples" / "clicks" / "model.py"

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pulsar
 
-from streams.dead_letter import dead_letter_topic
-from streams.predictions import predictions_topic
-from streams.pulsar_source import message_position
-from streams.topics import partition_topic
+from streams.pulsar.dead_letter import dead_letter_topic
+from streams.pulsar.predictions import predictions_topic
+from streams.pulsar.pulsar_source import message_position
+from streams.pulsar.topics import partition_topic
 from tests.integration.harness import read_labelled_ledger
 
 

@@ -24,8 +24,8 @@ import psutil
 
 from benchmarks.soak.stream import LiveStream
 from hvd_online.commands.supervisor import local_ranks
-from streams.broker import EmbeddedBroker
-from streams.lifetime import die_with_parent
+from streams.pulsar.broker import EmbeddedBroker
+from streams.pulsar.lifetime import die_with_parent
 from tests.integration.harness import REPO, ledger_hook
 from tests.integration.stragglers import freeze, thaw
 

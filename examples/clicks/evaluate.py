@@ -22,8 +22,8 @@ import pulsar
 from examples.clicks.producer import outcomes
 from hvd_online.commands.finished_run import open_run
 from hvd_online.state.run_dir import RunLayout
-from streams.broker import EmbeddedBroker
-from streams.predictions import predictions_topic
+from streams.pulsar.broker import EmbeddedBroker
+from streams.pulsar.predictions import predictions_topic
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:

@@ -12,9 +12,9 @@ from hvd_online.errors import ConfigError
 from hvd_online.inputs.joined import check_schemas
 from hvd_online.model.loading import load_object
 from hvd_online.model.template import ModelTemplate, load_template
-from streams.client import connect
 from streams.codecs import make_codec
-from streams.producer import PartitionedProducer, Progress, publish
+from streams.pulsar.client import connect
+from streams.pulsar.producer import PartitionedProducer, Progress, publish
 from streams.timeline import publish_timeline
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ import psutil
 from hvd_online.commands.supervisor import HostSlots, Supervisor
 from hvd_online.config import Config
 from hvd_online.state.run_dir import RunLayout
-from streams.broker import EmbeddedBroker
-from streams.lifetime import die_with_parent
+from streams.pulsar.broker import EmbeddedBroker
+from streams.pulsar.lifetime import die_with_parent
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from hvd_online.state.run_state import Stateful
 from streams.codecs import Codec
-from streams.dead_letter import DeadLetters
+from streams.pulsar.dead_letter import DeadLetters
 from streams.source import PartitionSource, Record
 from streams.window import BatchWindow
 

@@ -26,9 +26,9 @@ from hvd_online.model.template import ModelTemplate
 from hvd_online.state.run_state import Stateful
 from hvd_online.sync.stats_vector import mean_or_nan
 from streams.codecs import Codec
-from streams.dead_letter import DeadLetters
 from streams.join import EventLabelJoin, Item, samples_to_train
-from streams.predictions import prediction_messages
+from streams.pulsar.dead_letter import DeadLetters
+from streams.pulsar.predictions import prediction_messages
 from streams.schema import EventSchema, LabelSchema
 from streams.source import PartitionSource, Record
 from streams.window import BatchWindow
@@ -44,7 +44,7 @@ COUNTERS = ("joined", "expired", "predictions", "delayed_loss_sum", "delayed_met
 
 
 class PredictionPublisher(Protocol):
-    """`streams.predictions.PredictionSink`, or `streams.testing.ListSink` in unit tests."""
+    """`streams.pulsar.predictions.PredictionSink`, or `streams.testing.ListSink` in unit tests."""
 
     def publish(self, keys: Sequence[int], payloads: Sequence[bytes]) -> None: ...
 

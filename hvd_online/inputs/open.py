@@ -23,14 +23,14 @@ from hvd_online.sync import collectives
 from hvd_online.sync.collectives import World
 from hvd_online.sync.control import Controls, Flag
 from streams.assignment import partitions_for_rank
-from streams.broker import EmbeddedBroker
-from streams.client import connect
 from streams.codecs import make_codec
-from streams.cursor import DurableCursor
-from streams.dead_letter import DeadLetterSink
-from streams.predictions import PredictionSink
-from streams.pulsar_source import PulsarPartitionSource
-from streams.topics import count_partitions
+from streams.pulsar.broker import EmbeddedBroker
+from streams.pulsar.client import connect
+from streams.pulsar.cursor import DurableCursor
+from streams.pulsar.dead_letter import DeadLetterSink
+from streams.pulsar.predictions import PredictionSink
+from streams.pulsar.pulsar_source import PulsarPartitionSource
+from streams.pulsar.topics import count_partitions
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def open_inputs(config: Config, world: World, layout: RunLayout, template: Model
         url = stack.enter_context(broker_url(config, world, layout))
         client = connect(url, **config.stream.client_options)
         stack.callback(client.close)
-        # the durable cursors' own connection carries no messages (see streams/cursor.py)
+        # the durable cursors' own connection carries no messages (see streams/pulsar/cursor.py)
         cursor_client = connect(url, **config.stream.client_options)
         stack.callback(cursor_client.close)
         topics = [join.events_topic, join.labels_topic] if join.events_topic else [

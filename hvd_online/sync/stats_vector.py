@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from hvd_online.sync.control import Flag
-from streams.dead_letter import REASON_KINDS
+from streams.pulsar.dead_letter import REASON_KINDS
 
 FLAGS = tuple(Flag)
 #: dead letters by kind of reason, then duplicates dropped: running totals of each rank

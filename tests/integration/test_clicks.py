@@ -22,7 +22,7 @@ import pytest
 from examples.clicks.producer import outcomes
 from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
-from streams.predictions import predictions_topic
+from streams.pulsar.predictions import predictions_topic
 from tests.integration.generators import skewed_ids
 from tests.integration.harness import (
     GENERATORS,

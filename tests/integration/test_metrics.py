@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hvd_online.state.run_dir import RunLayout
-from streams.producer import PartitionedProducer
+from streams.pulsar.producer import PartitionedProducer
 from tests.integration.harness import start_producer, start_ranks, wait_until, write_config
 
 pytestmark = pytest.mark.integration

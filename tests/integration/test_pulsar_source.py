@@ -12,11 +12,11 @@ import time
 import pulsar
 import pytest
 
-from streams.client import connect
-from streams.cursor import DurableCursor
-from streams.producer import PartitionedProducer
-from streams.pulsar_source import PulsarPartitionSource
-from streams.topics import partition_topic
+from streams.pulsar.client import connect
+from streams.pulsar.cursor import DurableCursor
+from streams.pulsar.producer import PartitionedProducer
+from streams.pulsar.pulsar_source import PulsarPartitionSource
+from streams.pulsar.topics import partition_topic
 from tests.integration.harness import REPO, wait_until
 from tests.integration.stragglers import freeze
 
@@ -71,9 +71,9 @@ def client(broker):
 #: way ranks did before readers; it prints its snapshot once it has read `want` messages
 READING_PROCESS = """
 import json, sys, time, pulsar
-from streams.client import connect
-from streams.cursor import DurableCursor
-from streams.pulsar_source import PulsarPartitionSource
+from streams.pulsar.client import connect
+from streams.pulsar.cursor import DurableCursor
+from streams.pulsar.pulsar_source import PulsarPartitionSource
 url, topic, want = sys.argv[1], sys.argv[2], int(sys.argv[3])
 client = connect(url)
 held = client.subscribe(topic + "-partition-0", "exclusive", receiver_queue_size=1000,

@@ -14,7 +14,7 @@ import pytest
 
 from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
-from streams.broker import EmbeddedBroker, free_port
+from streams.pulsar.broker import EmbeddedBroker, free_port
 from tests.integration.harness import (
     kill_a_rank_mid_stream,
     ledger_size,
@@ -137,9 +137,9 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_training_goes_on(broker
     from examples.mlp.model import MLPRegression
     from examples.mlp.producer import generate
     from streams.codecs import RecordCodec
-    from streams.producer import PartitionedProducer
-    from streams.pulsar_source import message_position
-    from streams.topics import dead_letter_topic
+    from streams.pulsar.producer import PartitionedProducer
+    from streams.pulsar.pulsar_source import message_position
+    from streams.pulsar.topics import dead_letter_topic
 
     good_count = 16000
     config = write_config(tmp_path, broker.url, topic)

@@ -38,3 +38,55 @@ def test_no_package_imports_upstream(package, forbidden):
     assert any("streams" in names for names in modules.values())
     offending = {m: sorted(names & forbidden) for m, names in modules.items() if names & forbidden}
     assert offending == {}
+
+
+def test_only_streams_pulsar_talks_to_the_broker():
+    modules = imported_packages("streams")
+    assert any("pulsar" in names for m, names in modules.items() if "/pulsar/" in m)
+    assert {m for m, names in modules.items() if "pulsar" in names and "/pulsar/" not in m} == set()
+
+
+#: hvd_online's rooms, lowest first: each imports only from its own room or those before it
+ROOMS = ("errors", "config", "model", "sync", "state", "inputs", "drift", "training",
+         "observers", "commands", "cli")
+
+
+def room_imports() -> dict[str, set[str]]:
+    """{module file: hvd_online rooms it imports}, every import statement included."""
+    found = {}
+    for path in sorted((REPO / "hvd_online").rglob("*.py")):
+        rooms = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] if node.module != "hvd_online" else [
+                    f"hvd_online.{alias.name}" for alias in node.names]
+            rooms.update(n.split(".")[1] for n in names if n.startswith("hvd_online."))
+        found[str(path.relative_to(REPO / "hvd_online"))] = rooms
+    return found
+
+
+def room_of(module: str) -> str:
+    return module.split("/")[0].removesuffix(".py")
+
+
+def test_rooms_import_only_downward():
+    modules = {m: rooms for m, rooms in room_imports().items() if m != "__init__.py"}
+    assert {room_of(m) for m in modules} == set(ROOMS), "every room is in the order"
+    # the scan sees real imports: the CLI reaches the config and the commands
+    assert {"config", "errors"} <= modules["cli.py"]
+    upward = {m: sorted(r for r in rooms if ROOMS.index(r) > ROOMS.index(room_of(m)))
+              for m, rooms in modules.items()}
+    assert {m: r for m, r in upward.items() if r} == {}
+
+
+def test_no_room_is_a_flat_crowd():
+    for package in ("hvd_online", "streams", "console"):
+        subpackages = (p.parent for p in (REPO / package).rglob("*/__init__.py"))
+        for folder in [REPO / package, *subpackages]:
+            if "node_modules" in folder.parts:
+                continue
+            modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
+            assert len(modules) <= 12, (str(folder.relative_to(REPO)), len(modules))

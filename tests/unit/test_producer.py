@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from streams.codecs import RecordCodec
-from streams.producer import publish
+from streams.pulsar.producer import publish
 from streams.schema import Schema
 
 SCHEMA = Schema.from_fields([("id", "<i8"), ("x", "<f4", (2,))], features="x", label="x",

@@ -7,8 +7,8 @@ import pulsar
 import pytest
 
 from streams.codecs import Rejected
-from streams.dead_letter import DeadLetterSink
-from streams.predictions import PredictionSink
+from streams.pulsar.dead_letter import DeadLetterSink
+from streams.pulsar.predictions import PredictionSink
 from streams.source import Record
 
 

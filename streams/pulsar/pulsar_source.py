@@ -13,7 +13,7 @@ default) for a host cut off, and until then refuses the partition too.
 (The cost on pulsar-lite: each reader leaves a subscription named `reader-...` on its topic,
 which pulsar-lite keeps; a real broker deletes a reader's cursor with the reader.)
 
-What a checkpoint covers is acknowledged on a `DurableCursor` (`streams/cursor.py`), which
+What a checkpoint covers is acknowledged on a `DurableCursor` (`streams/pulsar/cursor.py`), which
 only keeps the broker's retention.
 
 The training thread polls: `next_batch` drains what the client has prefetched with
@@ -46,9 +46,9 @@ from typing import Any
 
 import pulsar
 
-from streams.cursor import DurableCursor
+from streams.pulsar.cursor import DurableCursor
+from streams.pulsar.topics import partition_topic
 from streams.source import PartitionSource, Record
-from streams.topics import partition_topic
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import pulsar
 
 from streams.codecs import Rejected
+from streams.pulsar.topics import dead_letter_topic
 from streams.source import Record
-from streams.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from streams.errors import BrokerError
-from streams.lifetime import die_with_parent
+from streams.pulsar.lifetime import die_with_parent
 
 # default_partitions must stay 0: with N > 0 pulsar-lite also reports N partitions for the
 # `NAME-partition-K` topics themselves and a per-partition consumer gets nothing.

@@ -1,7 +1,7 @@
 """The durable cursor of one partition: the job's subscription, acknowledged at checkpoints,
 so that a real broker retains what the next resume may read and no more.
 
-Sources read through readers (`streams/pulsar_source.py`); this cursor never receives a
+Sources read through readers (`streams/pulsar/pulsar_source.py`); this cursor never receives a
 message: Failover with a receiver queue of 0, so it costs no dispatch and any number of its
 consumers may coexist. Give it a client of its own (`hvd_online/inputs/open.py` opens one for a
 rank's cursors): a connection that carries no messages ends with a FIN when its process is

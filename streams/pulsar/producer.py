@@ -16,7 +16,7 @@ import pulsar
 
 from streams.codecs import Codec
 from streams.errors import StreamsError
-from streams.topics import partition_topic
+from streams.pulsar.topics import partition_topic
 
 
 class PartitionedProducer:

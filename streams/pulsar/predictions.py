@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pulsar
 
-from streams.topics import full_topic_name
+from streams.pulsar.topics import full_topic_name
 
 log = logging.getLogger(__name__)
 
