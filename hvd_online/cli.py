@@ -5,6 +5,7 @@
     horovodrun -np N -H ... hvd-online train CONFIG --url pulsar://host:6650
     hvd-online produce CONFIG --url pulsar://host:6650 [--count N] [--rate R]
     hvd-online export CONFIG --out model.keras [--checkpoint DIR]
+    hvd-online check CONFIG            the whole config, template and schemas; no broker
     hvd-online broker --data-dir DIR [--port P]
 """
 
@@ -19,8 +20,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hvd_online.config import Config, load_config
-from hvd_online.errors import ConfigError, HvdOnlineError
-from streams.errors import StreamsError
+from hvd_online.config.arguments import add_config_arguments
+from hvd_online.errors import CONFIG_ERROR_EXIT, ConfigError, HvdOnlineError, TemplateError
+from streams.errors import AssignmentError, StreamsError
 
 if TYPE_CHECKING:
     from hvd_online.commands.run import RankPlan
@@ -29,10 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="TOML config file (see README: Configuration)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE",
-                        help="override any config value, e.g. --set train.max_steps=500")
+    add_config_arguments(parser)
     parser.add_argument("--url", help="Pulsar URL (stream.url); omit for the embedded broker")
     parser.add_argument("--run-dir", help="run directory (run.dir)")
 
@@ -102,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(train)
     _train_args(train)
 
+    check = sub.add_parser("check", help="check the config, template and schemas without "
+                           "starting anything; print the resolved config")
+    _config_args(check)
+    _train_args(check)
+
     run = sub.add_parser("run", help="one command on one machine: embedded broker (unless "
                          "--url), the config's producer, and horovodrun -np N training")
     _config_args(run)
@@ -144,16 +148,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stdout)
     try:
+        if args.command == "check":
+            from hvd_online.commands.check import check_command
+
+            return check_command(load_with_flags(args))
         if args.command == "train":
+            from hvd_online.commands.check import check_training_config
             from hvd_online.commands.train import train_command
 
-            return train_command(load_with_flags(args))
+            config = load_with_flags(args)
+            return train_command(config, check_training_config(config))
         if args.command == "run":
+            from hvd_online.commands.check import check_training_config
             from hvd_online.commands.run import run_command
 
             config = load_with_flags(args)
-            return run_command(args.config, collect_overrides(args), config,
-                               rank_plan(args, config), produce=not args.no_produce)
+            plan = rank_plan(args, config)
+            check_training_config(config)
+            return run_command(args.config, collect_overrides(args), config, plan,
+                               produce=not args.no_produce)
         if args.command == "produce":
             from hvd_online.commands.produce import produce
 
@@ -187,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 while broker.process and broker.process.poll() is None:
                     time.sleep(0.5)
             return 0
+    except (ConfigError, TemplateError, AssignmentError) as err:
+        # permanent: the same config fails the same way, so nobody should retry it
+        log.error("config error: %s", err)
+        return CONFIG_ERROR_EXIT
     except (HvdOnlineError, StreamsError) as err:
         log.error("%s", err)
         return 2

@@ -1,4 +1,8 @@
-"""One base exception for the trainer package."""
+"""One base exception for the trainer package, and the exit code of a config error."""
+
+#: `hvd-online` exits with this when the config (or the template it names) is wrong: a
+#: permanent failure (sysexits' EX_CONFIG), which the supervisor never relaunches
+CONFIG_ERROR_EXIT = 78
 
 
 class HvdOnlineError(Exception):

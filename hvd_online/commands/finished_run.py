@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from hvd_online.config import Config, load_config
+from hvd_online.config.arguments import add_config_arguments
 from hvd_online.model.template import ModelTemplate, load_template
 from hvd_online.state.checkpoint import Checkpoint, load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
@@ -16,9 +17,7 @@ from hvd_online.state.run_dir import RunLayout
 def open_run(description: str, argv: list[str] | None = None,
              need_checkpoint: bool = True) -> tuple[Config, ModelTemplate, Checkpoint | None]:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("config", help="the config the run was started with")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE", help="the same overrides as the run")
+    add_config_arguments(parser, help_set="the same overrides as the run")
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     template = load_template(config.model.template, config.model.params)

@@ -23,8 +23,8 @@ import psutil
 
 from hvd_online.commands.supervisor import HostSlots, Supervisor
 from hvd_online.config import Config
+from hvd_online.inputs.open import embedded_broker
 from hvd_online.state.run_dir import RunLayout
-from streams.pulsar.broker import EmbeddedBroker
 from streams.pulsar.lifetime import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,7 @@ def run_command(config_path: str, overrides: list[str], config: Config, plan: Ra
     with ExitStack() as stack:
         url = config.stream.url
         if not url:
-            broker = EmbeddedBroker(RunLayout.of(config).broker_data,
-                                    port=config.stream.embedded_port)
+            broker = embedded_broker(config)
             stack.enter_context(broker)
             url = broker.url
             log.info("embedded pulsar-lite broker at %s", url)
@@ -94,7 +93,10 @@ def run_command(config_path: str, overrides: list[str], config: Config, plan: Ra
             stack.callback(_stop, producer)
         launches: list[subprocess.Popen[bytes]] = []
 
+        layout = RunLayout.of(config)
+
         def launch(hosts: list[HostSlots], number: int) -> subprocess.Popen[bytes]:
+            layout.config_error.unlink(missing_ok=True)
             num_proc = sum(h.slots for h in hosts)
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "HVD_ONLINE_LAUNCH": str(number)}
             # its own process group, so a stuck launch can be killed whole; horovodrun's
@@ -106,7 +108,12 @@ def run_command(config_path: str, overrides: list[str], config: Config, plan: Ra
             launches.append(ranks)
             return ranks
 
-        supervisor = Supervisor(plan.hosts, launch, plan.max_restarts, plan.ssh_port)
+        def config_error() -> str | None:
+            path = layout.config_error
+            return path.read_text() if path.is_file() else None
+
+        supervisor = Supervisor(plan.hosts, launch, plan.max_restarts, plan.ssh_port,
+                                config_error=config_error)
         stack.callback(_stop_all, launches)
         # kill -15 on this command reaches the ranks (they checkpoint, then exit 0); the
         # broker is stopped on the way out

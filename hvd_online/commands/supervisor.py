@@ -13,6 +13,7 @@ already covers). So the supervisor:
   spread over the ranks left;
 - relaunches after any failed launch, at most `max_restarts` times in a row without a
   launch that ran for STABLE_S; then it exits with the last code, naming the lost hosts;
+  never after a launch a rank ended with a config error (it would fail the same way);
 - takes a lost host back once it answers BACK_AFTER probes in a row: kill -15 reaches the
   ranks, they checkpoint and exit 0, and the next launch runs on every host again.
 
@@ -34,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
+
+from hvd_online.errors import CONFIG_ERROR_EXIT
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +129,12 @@ Launch = Callable[[list[HostSlots], int], subprocess.Popen]
 
 class Supervisor:
     def __init__(self, hosts: list[HostSlots], launch: Launch, max_restarts: int,
-                 ssh_port: int = 22, probe: Callable[[str, int], bool] = answers) -> None:
+                 ssh_port: int = 22, probe: Callable[[str, int], bool] = answers,
+                 config_error: Callable[[], str | None] = lambda: None) -> None:
+        """`config_error`: what a rank of the last launch found wrong with the config once
+        running, if anything (RUN_DIR/config-error.txt): such a launch is never retried."""
         self.hosts = hosts
+        self.config_error = config_error
         self.launch = launch
         self.max_restarts = max_restarts
         self.ssh_port = ssh_port
@@ -163,6 +170,11 @@ class Supervisor:
                 return code
             if ending is Ending.BACK:
                 continue  # a planned relaunch onto more hosts, not a failure
+            refused = self.config_error()
+            if ending is Ending.EXITED and refused:
+                log.error("training refused its config, so a relaunch would too: %s; fix "
+                          "the config and run again", refused.strip())
+                return CONFIG_ERROR_EXIT
             if time.monotonic() - started >= STABLE_S:
                 restarts = 0
             restarts += 1

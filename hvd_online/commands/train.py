@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from hvd_online.config import Config
-from hvd_online.errors import ConfigError
+from hvd_online.errors import ConfigError, TemplateError
 from hvd_online.inputs.open import RankInputs, install_signal_handlers, open_inputs, read_resume
 from hvd_online.model.loading import load_object
-from hvd_online.model.template import ModelTemplate, build_model, load_template
+from hvd_online.model.template import ModelTemplate, build_model
 from hvd_online.observers.serving import ServingExporter, remove_versions_after
 from hvd_online.observers.tensorboard_log import TensorBoardLog
 from hvd_online.state.run_dir import RunLayout
@@ -27,6 +27,7 @@ from hvd_online.sync.collectives import World
 from hvd_online.sync.control import Controls
 from hvd_online.training.reports import StepReport
 from hvd_online.training.trainer import OnlineTrainer, StepHook, weights_digest
+from streams.errors import AssignmentError
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,7 @@ def load_step_hooks(config: Config, world: World, template: ModelTemplate) -> li
     hooks = []
     for spec in config.train.step_hooks:
         params = dict(spec)
-        use = params.pop("use", None)
-        if not isinstance(use, str):
-            msg = f"train.step_hooks entry {spec!r} needs use = 'file.py:Factory'"
-            raise ConfigError(msg)
+        use = params.pop("use")  # checked at load: a "file.py:Factory" string
         hooks.append(load_object(use)(rank=world.rank, schema=template.schema, **params))
     return hooks
 
@@ -162,12 +160,21 @@ def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
     }
 
 
-def train_command(config: Config) -> int:
+def train_command(config: Config, template: ModelTemplate) -> int:
+    """`template`: the config's, loaded and checked (commands/check.py)."""
+    layout = RunLayout.of(config)
+    try:
+        return _train(config, template, layout)
+    except (ConfigError, TemplateError, AssignmentError) as err:
+        # found only now (e.g. the broker's partitions): a relaunch would fail the same way
+        layout.record_config_error(f"{err}")
+        raise
+
+
+def _train(config: Config, template: ModelTemplate, layout: RunLayout) -> int:
     world = collectives.init_world(config.train.threads, config.train.pin_cores)
     controls = Controls()
     install_signal_handlers(controls)
-    template = load_template(config.model.template, config.model.params)
-    layout = RunLayout.of(config)
     if world.is_chief:  # before the first collective: no rank of this run wrote one yet
         layout.clear_summaries()  # a crashed rank, or a smaller world, leaves none behind
     resume = read_resume(layout, world)

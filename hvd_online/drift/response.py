@@ -33,18 +33,23 @@ from hvd_online.model.template import ModelTemplate, build_model
 from hvd_online.sync import collectives
 from hvd_online.sync.collectives import SyncStep
 
-ACTIONS = ("mark", "boost", "challenger")
-
 
 def make_detector(config: DriftConfig) -> Detector | None:
-    if not config.detector:
-        return None
+    """The configured detector (its name and parameters were checked at load), or None."""
     if config.detector == "page_hinkley":
         return PageHinkley(config.delta, config.threshold, config.min_steps, config.warning)
     if config.detector == "adwin":
         return Adwin(config.adwin_delta, config.adwin_warning_delta, config.min_steps)
-    msg = f"drift.detector {config.detector!r} is unknown: use 'page_hinkley', 'adwin' or ''"
-    raise ConfigError(msg)
+    return None
+
+
+def check_boostable(optimizer: keras.optimizers.Optimizer) -> None:
+    """A boost assigns the learning rate: a schedule has none to assign."""
+    if not isinstance(optimizer.learning_rate, keras.Variable):
+        msg = ("drift.action 'boost'/'challenger' needs an optimizer with a plain learning "
+               "rate (the template's make_optimizer returned a schedule); use drift.action = "
+               "'mark', or a constant learning rate")
+        raise ConfigError(msg)
 
 
 def reset_optimizer_state(optimizer: keras.optimizers.Optimizer) -> None:
@@ -60,10 +65,7 @@ class LearningRateBoost:
 
     def __init__(self, optimizer: keras.optimizers.Optimizer, base: float, factor: float,
                  steps: int) -> None:
-        if not isinstance(optimizer.learning_rate, keras.Variable):
-            msg = ("drift.action 'boost'/'challenger' needs an optimizer with a plain learning "
-                   "rate (the template's make_optimizer returned a schedule)")
-            raise ConfigError(msg)
+        check_boostable(optimizer)
         self.optimizer = optimizer
         self.base, self.factor, self.steps = base, factor, max(1, steps)
         self.left = 0
@@ -162,9 +164,6 @@ class DriftResponse:
     def __init__(self, config: DriftConfig, detector: Detector, model: keras.Model,
                  optimizer: keras.optimizers.Optimizer, base_lr: float,
                  challenger: Challenger | None) -> None:
-        if config.action not in ACTIONS:
-            msg = f"drift.action {config.action!r} is unknown: use one of {', '.join(ACTIONS)}"
-            raise ConfigError(msg)
         self.config = config
         self.detector = detector
         self.model, self.optimizer = model, optimizer

@@ -90,9 +90,6 @@ class JoinedInput:
                  codecs: tuple[Codec, Codec], dead_letters: tuple[DeadLetters, DeadLetters],
                  predictions: PredictionPublisher, batch_size: int, max_wait_s: float) -> None:
         self.event_schema, self.label_schema = check_schemas(template)
-        if config.on_expiry not in ("drop", "label"):
-            msg = f'join.on_expiry must be "drop" or "label", got {config.on_expiry!r}'
-            raise ConfigError(msg)
         self.template = template
         self.config = config
         self.events, self.labels = list(events), list(labels)

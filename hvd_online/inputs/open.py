@@ -46,6 +46,12 @@ def read_resume(layout: RunLayout, world: World) -> Resume | None:
     return Resume(state, checkpoint)
 
 
+def embedded_broker(config: Config) -> EmbeddedBroker:
+    """The run's own pulsar-lite broker (no stream.url): data in RUN_DIR/broker. Started by
+    `hvd-online run` for its producer and ranks, or by rank 0 of a bare `train`."""
+    return EmbeddedBroker(RunLayout.of(config).broker_data, port=config.stream.embedded_port)
+
+
 @contextmanager
 def broker_url(config: Config, world: World, layout: RunLayout) -> Iterator[str]:
     """The configured Pulsar URL, or an embedded pulsar-lite broker started by rank 0.
@@ -58,7 +64,7 @@ def broker_url(config: Config, world: World, layout: RunLayout) -> Iterator[str]
         return
     broker = None
     if world.is_chief:
-        broker = EmbeddedBroker(layout.broker_data, port=config.stream.embedded_port).start()
+        broker = embedded_broker(config).start()
         log.info("embedded pulsar-lite broker at %s (data in %s)", broker.url,
                  layout.broker_data)
     url = collectives.broadcast_object(broker.url if broker else None)
@@ -118,9 +124,6 @@ def open_inputs(config: Config, world: World, layout: RunLayout, template: Model
         window = config.window
         step_input: StepInput
         if join.events_topic:
-            if not join.labels_topic:
-                msg = "join.events_topic is set but join.labels_topic is empty"
-                raise ConfigError(msg)
             events, labels = check_schemas(template)
             predictions = PredictionSink(client, join.events_topic)
             stack.callback(predictions.close)

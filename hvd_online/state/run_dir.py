@@ -56,6 +56,19 @@ class RunLayout:
         """One rank's machine-readable result, written when it ends."""
         return self.root / f"summary-rank-{rank}.json"
 
+    @property
+    def config_error(self) -> Path:
+        """Written by a rank that found its config wrong only once running (e.g. fewer
+        partitions than ranks): the supervisor does not relaunch such a launch."""
+        return self.root / "config-error.txt"
+
+    def record_config_error(self, message: str) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.config_error.write_text(message + "\n")
+        except OSError:
+            pass  # the error itself still ends the rank with its exit code
+
     def clear_summaries(self) -> None:
         for path in self.root.glob("summary-rank-*.json"):
             path.unlink(missing_ok=True)

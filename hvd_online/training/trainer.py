@@ -26,7 +26,6 @@ import tensorflow as tf
 from hvd_online.config import Config
 from hvd_online.drift.detectors import Signal
 from hvd_online.drift.response import Challenger, DriftResponse, Response, make_detector
-from hvd_online.errors import ConfigError
 from hvd_online.inputs.batch import Batch, StepInput
 from hvd_online.model.template import ModelTemplate, build_model
 from hvd_online.state.checkpoint import Resume, save_checkpoint
@@ -102,13 +101,6 @@ class OnlineTrainer:
         step_args = (self.model, self.optimizer, template.per_sample_loss,
                      template.per_sample_metric, *specs, self.layout.length, world.size)
         self.sync_every = config.train.sync_every
-        if self.sync_every < 1:
-            msg = f"train.sync_every must be >= 1, got {self.sync_every}"
-            raise ConfigError(msg)
-        if self.sync_every > 1 and self.drift:
-            msg = ("drift responses act on one shared model each step: they need "
-                   "train.sync_every = 1")
-            raise ConfigError(msg)
         #: one synchronised step (sync_every 1), or local SGD's steps and averaging
         self.sync_step = SyncStep(*step_args) if self.sync_every == 1 else None
         self.local_sgd = LocalSGD(*step_args) if self.sync_every > 1 else None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hvd_online.config import DriftConfig
+from hvd_online.config import DriftConfig, load_config_text
 from hvd_online.drift.detectors import Adwin, PageHinkley, Signal
 from hvd_online.drift.response import (
     Challenger,
@@ -88,12 +88,12 @@ def test_a_restored_detector_flags_the_same_steps(name):
     assert head + signals(second, values[310:]) == whole
 
 
-def test_unknown_detector_or_action_is_a_config_error():
-    with pytest.raises(ConfigError, match="adwin"):
-        make_detector(DriftConfig(detector="cusum"))
-    with pytest.raises(ConfigError, match="mark, boost, challenger"):
-        DriftResponse(DriftConfig(detector="adwin", action="rollback"), Adwin(), None, None,
-                      0.1, None)
+def test_unknown_detector_or_action_is_a_config_error_at_load():
+    with pytest.raises(ConfigError, match="'page_hinkley', 'adwin'"):
+        load_config_text('[drift]\ndetector = "cusum"\n')
+    with pytest.raises(ConfigError, match="'mark', 'boost', 'challenger'"):
+        load_config_text('[drift]\ndetector = "adwin"\naction = "rollback"\n')
+    assert make_detector(DriftConfig()) is None
 
 
 def built(lr: float = 0.01):

@@ -147,5 +147,5 @@ def test_drift_responses_need_sync_every_one(world, tmp_path):
     with pytest.raises(ConfigError, match="sync_every = 1"):
         make_trainer(world, tmp_path, [TestingSource(0, [])],
                      ["train.sync_every=4", 'drift.detector="page_hinkley"'])
-    with pytest.raises(ConfigError, match="sync_every must be >= 1"):
+    with pytest.raises(ConfigError, match="'train.sync_every' is 0: it must be >= 1"):
         make_trainer(world, tmp_path, [TestingSource(0, [])], ["train.sync_every=0"])

@@ -89,8 +89,7 @@ def _until_idle(trainer: OnlineTrainer, samples: int):
 
 
 def test_step_hook_without_use_is_a_config_error(world, tmp_path):
-    config = load_config_text('[train]\nstep_hooks = [{dir = "x"}]\n')
     with pytest.raises(ConfigError, match="needs use"):
-        load_step_hooks(config, world, Linear())
+        load_config_text('[train]\nstep_hooks = [{dir = "x"}]\n')
     with pytest.raises(ConfigError, match="must be an array"):
         load_config_text('[train]\nstep_hooks = "x.py:Hook"\n')

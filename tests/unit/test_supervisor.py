@@ -199,7 +199,27 @@ def test_hosts_elsewhere_need_a_broker_url(tmp_path, caplog):
 
     config = tmp_path / "config.toml"
     config.write_text('[model]\ntemplate = "x.py:T"\n[stream]\ntopic = "t"\n')
-    assert main(["run", str(config), "--hosts", "203.0.113.7:1"]) == 2
+    refused = supervisor.CONFIG_ERROR_EXIT
+    assert main(["run", str(config), "--hosts", "203.0.113.7:1"]) == refused
     assert "--hosts on other machines needs --url" in caplog.text
-    assert main(["run", str(config), "--hosts", "203.0.113.7:x", "--url", "pulsar://h:1"]) == 2
+    bad_slots = ["run", str(config), "--hosts", "203.0.113.7:x", "--url", "pulsar://h:1"]
+    assert main(bad_slots) == refused
     assert "is not HOST or HOST:SLOTS" in caplog.text
+
+
+def test_a_launch_that_refused_its_config_is_not_relaunched(tmp_path, caplog):
+    marker = tmp_path / "config-error.txt"
+    # a rank finds its config wrong once running: it says so in the run directory, exits 1
+    script = Script("a:1,b:1", [f"open({str(marker)!r}, 'w').write('topic has 1 partition(s) "
+                                "but 2 ranks')\nraise SystemExit(1)"])
+    watched = Supervisor(script.hosts, script.launch, 3, probe=script.probe,
+                         config_error=lambda: marker.read_text() if marker.exists() else None)
+    assert watched.run() == supervisor.CONFIG_ERROR_EXIT
+    assert len(script.launches) == 1, "a relaunch would fail the same way"
+    assert "training refused its config" in caplog.text and "2 ranks" in caplog.text
+    # a failure without a config error is still relaunched
+    marker.unlink()
+    script = Script("a:1", ["raise SystemExit(1)", "raise SystemExit(0)"])
+    watched = Supervisor(script.hosts, script.launch, 3, probe=script.probe,
+                         config_error=lambda: marker.read_text() if marker.exists() else None)
+    assert watched.run() == 0 and len(script.launches) == 2
