@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import resource
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -16,15 +17,16 @@ from typing import Any
 
 from hvd_online.config import Config
 from hvd_online.errors import ConfigError, TemplateError
-from hvd_online.inputs.open import RankInputs, install_signal_handlers, open_inputs, read_resume
+from hvd_online.inputs.open import RankInputs, open_inputs
 from hvd_online.model.loading import load_object
 from hvd_online.model.template import ModelTemplate, build_model
 from hvd_online.observers.serving import ServingExporter, remove_versions_after
 from hvd_online.observers.tensorboard_log import TensorBoardLog
+from hvd_online.state.manager import read_resume
 from hvd_online.state.run_dir import RunLayout
 from hvd_online.sync import collectives
 from hvd_online.sync.collectives import World
-from hvd_online.sync.control import Controls
+from hvd_online.sync.control import Controls, Flag
 from hvd_online.training.reports import StepReport
 from hvd_online.training.trainer import OnlineTrainer, StepHook, weights_digest
 from streams.errors import AssignmentError
@@ -133,10 +135,10 @@ def serving_exporter(config: Config, layout: RunLayout, template: ModelTemplate,
                      trainer: OnlineTrainer) -> ServingExporter:
     """TF-Serving versions of this run, reconciled first with the step it resumes from."""
     base = layout.serving(config.console.model_name)
-    rolled_back = remove_versions_after(base, trainer.step)
+    rolled_back = remove_versions_after(base, trainer.progress.step)
     if rolled_back:
         log.warning("serving: removed versions %s, newer than the resumed step %d",
-                    rolled_back, trainer.step)
+                    rolled_back, trainer.progress.step)
     # built after the trainer's model: Keras names layers by a process-wide counter
     copy = build_model(template, config.model.pretrained)
     return ServingExporter(base, template, copy, trainer.model.get_weights,
@@ -146,8 +148,8 @@ def serving_exporter(config: Config, layout: RunLayout, template: ModelTemplate,
 def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
                  last: StepReport | None, drift_events: list[list[Any]]) -> dict[str, Any]:
     return {
-        "rank": world.rank, "steps": trainer.step,
-        "samples_total": trainer.samples_total,
+        "rank": world.rank, "steps": trainer.progress.step,
+        "samples_total": trainer.progress.samples_total,
         "stopped": last.stopped if last else None,
         "elapsed_s": round(last.elapsed_s, 2) if last else 0.0,
         "checkpoint": last.checkpoint if last else None,
@@ -158,6 +160,11 @@ def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
         "drift_events": drift_events,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def install_signal_handlers(controls: Controls) -> None:
+    """SIGTERM (kill -15) saves a checkpoint at the next step boundary, then exits 0."""
+    signal.signal(signal.SIGTERM, lambda *_: controls.request(Flag.SIGTERM))
 
 
 def train_command(config: Config, template: ModelTemplate) -> int:
@@ -177,7 +184,7 @@ def _train(config: Config, template: ModelTemplate, layout: RunLayout) -> int:
     install_signal_handlers(controls)
     if world.is_chief:  # before the first collective: no rank of this run wrote one yet
         layout.clear_summaries()  # a crashed rank, or a smaller world, leaves none behind
-    resume = read_resume(layout, world)
+    resume = read_resume(layout.checkpoints, world)
     with ExitStack() as stack:
         inputs = stack.enter_context(open_inputs(config, world, layout, template, resume))
         trainer = OnlineTrainer(config, template, world, inputs.step_input, inputs.partitions,

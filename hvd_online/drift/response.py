@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import keras
 import numpy as np
@@ -29,9 +28,11 @@ import tensorflow as tf
 from hvd_online.config import DriftConfig
 from hvd_online.drift.detectors import Adwin, Detector, PageHinkley, Signal
 from hvd_online.errors import ConfigError
+from hvd_online.model.state import optimizer_state, set_optimizer_state
 from hvd_online.model.template import ModelTemplate, build_model
-from hvd_online.sync import collectives
-from hvd_online.sync.collectives import SyncStep
+from hvd_online.state.run_state import WithArrays
+from hvd_online.sync.stats_vector import LOSS_SUM
+from hvd_online.sync.steps import LockstepStep, Trainable
 
 
 def make_detector(config: DriftConfig) -> Detector | None:
@@ -96,9 +97,10 @@ class Challenger:
         self.optimizer = template.make_optimizer(base_lr)
         self.optimizer.build(self.model.trainable_variables)
         self.boost = LearningRateBoost(self.optimizer, base_lr, config.boost, config.boost_steps)
-        self.sync_step = SyncStep(self.model, self.optimizer, template.per_sample_loss,
-                                  template.per_sample_metric, *specs, 0, world_size,
-                                  name="hvd_online_challenger_step")
+        self.lockstep = LockstepStep(
+            Trainable(self.model, self.optimizer, template.per_sample_loss,
+                      template.per_sample_metric, *specs), 0, world_size,
+            name="hvd_online_challenger_step")
         self._no_stats = np.zeros(0, np.float32)
 
     def start_from(self, model: keras.Model) -> None:
@@ -107,24 +109,19 @@ class Challenger:
 
     def train(self, x: np.ndarray, y: np.ndarray) -> float:
         """One prequential step on the same window as the model; the global loss sum."""
-        stats, applied, _ = self.sync_step(x, y, self._no_stats)
-        if applied:
+        outcome = self.lockstep.step(x, y, lambda: self._no_stats)
+        if outcome.applied:
             self.boost.tick()
-        return float(stats[0])
+        assert outcome.summed is not None  # a lockstep step always reaches every rank
+        return float(outcome.summed[LOSS_SUM])
 
     def arrays(self) -> dict[str, list[np.ndarray]]:
-        return {"challenger-weights": self.model.get_weights(),
-                "challenger-optimizer": [v.numpy() for v in self.optimizer.variables]}
+        return {"weights": self.model.get_weights(),
+                "optimizer": optimizer_state(self.optimizer)}
 
-    def load(self, arrays: dict[str, list[np.ndarray]] | None) -> None:
-        """Collective: rank 0 loads the checkpoint's arrays, every rank receives them."""
-        if arrays is not None:
-            self.model.set_weights(arrays["challenger-weights"])
-            for variable, value in zip(self.optimizer.variables, arrays["challenger-optimizer"],
-                                       strict=True):
-                variable.assign(value)
-        collectives.broadcast_initial_state(self.model, self.optimizer,
-                                            name="hvd_online_challenger_init")
+    def load(self, arrays: dict[str, list[np.ndarray]]) -> None:
+        self.model.set_weights(arrays["weights"])
+        set_optimizer_state(self.optimizer, arrays["optimizer"])
 
 
 @dataclass
@@ -214,40 +211,33 @@ class DriftResponse:
     def _promote(self) -> None:
         challenger = self._challenger()
         self.model.set_weights(challenger.model.get_weights())
-        for mine, theirs in zip(self.optimizer.variables, challenger.optimizer.variables,
-                                strict=True):
-            mine.assign(theirs)
+        set_optimizer_state(self.optimizer, challenger.optimizer.variables)
         if self.boost:  # the model carries on with the challenger's learning-rate decay
             self.boost.left = challenger.boost.left
         self.trial = None
 
     # -- checkpoint -------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        trial = None
+    def snapshot(self) -> WithArrays:
+        """Equal on every rank; a running challenger's weights and optimizer as arrays."""
+        trial, arrays = None, {}
         if self.trial is not None:
             trial = {"seen": self.trial.seen, "recent": [list(r) for r in self.trial.recent],
                      "boost_left": self._challenger().boost.left}
-        return {"detector": self.detector.snapshot(),
-                "boost_left": self.boost.left if self.boost else 0, "trial": trial}
+            arrays = self._challenger().arrays()
+        return WithArrays({"detector": self.detector.snapshot(),
+                           "boost_left": self.boost.left if self.boost else 0, "trial": trial},
+                          arrays)
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, snapshot: WithArrays) -> None:
+        state = snapshot.state
         self.detector.restore(state["detector"])
         if self.boost:
             self.boost.left = int(state["boost_left"])
         trial = state.get("trial")
         self.trial = None
-        if trial is not None:
+        if trial is not None and snapshot.arrays:  # (a checkpoint of an older version has none)
             self.trial = Trial(int(trial["seen"]), deque(
                 (float(c), float(a), float(b)) for c, a, b in trial["recent"]))
             self._challenger().boost.left = int(trial["boost_left"])
-
-    def arrays(self) -> dict[str, list[np.ndarray]]:
-        """The running challenger's weights and optimizer, for the checkpoint."""
-        return self._challenger().arrays() if self.trial is not None else {}
-
-    def restore_arrays(self, arrays: dict[str, list[np.ndarray]] | None) -> None:
-        """Collective, after `restore`: a challenger that was running at the checkpoint gets
-        its weights back on every rank (`arrays` is the checkpoint's, on rank 0 only)."""
-        if self.trial is not None:
-            self._challenger().load(arrays)
+            self._challenger().load(snapshot.arrays)

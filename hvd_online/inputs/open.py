@@ -5,7 +5,6 @@ resume state), dead-letter sinks and, for raw event streams, the predictions top
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -17,11 +16,10 @@ from hvd_online.errors import ConfigError
 from hvd_online.inputs.batch import LabelledInput, StepInput
 from hvd_online.inputs.joined import JoinedInput, check_schemas
 from hvd_online.model.template import ModelTemplate
-from hvd_online.state.checkpoint import Resume, load_latest_checkpoint
+from hvd_online.state.checkpoint import Resume
 from hvd_online.state.run_dir import RunLayout
 from hvd_online.sync import collectives
 from hvd_online.sync.collectives import World
-from hvd_online.sync.control import Controls, Flag
 from streams.assignment import partitions_for_rank
 from streams.codecs import make_codec
 from streams.pulsar.broker import EmbeddedBroker
@@ -33,17 +31,6 @@ from streams.pulsar.pulsar_source import PulsarPartitionSource
 from streams.pulsar.topics import count_partitions
 
 log = logging.getLogger(__name__)
-
-
-def read_resume(layout: RunLayout, world: World) -> Resume | None:
-    """Rank 0 reads the newest valid checkpoint; every rank receives its run state (the
-    arrays stay on rank 0 until the initial broadcast)."""
-    checkpoint = load_latest_checkpoint(layout.checkpoints) if world.is_chief else None
-    state = collectives.broadcast_object(checkpoint.state if checkpoint else None)
-    if state is None:
-        return None
-    log.info("rank %d resuming from step %d", world.rank, state.step)
-    return Resume(state, checkpoint)
 
 
 def embedded_broker(config: Config) -> EmbeddedBroker:
@@ -148,8 +135,3 @@ def _partition_count(client: pulsar.Client, topics: list[str], configured: int) 
                f"{counts}")
         raise ConfigError(msg)
     return counts[topics[0]]
-
-
-def install_signal_handlers(controls: Controls) -> None:
-    """SIGTERM (kill -15) saves a checkpoint at the next step boundary, then exits 0."""
-    signal.signal(signal.SIGTERM, lambda *_: controls.request(Flag.SIGTERM))

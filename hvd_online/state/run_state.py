@@ -19,14 +19,26 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 
 class Stateful(Protocol):
     """An operator whose state a checkpoint carries (torchtitan's `Stateful`)."""
 
     def snapshot(self) -> Any:
-        """JSON-serialisable state; restoring it into a fresh instance continues exactly."""
+        """JSON-serialisable state (or `WithArrays`); restoring it into a fresh instance
+        continues exactly."""
 
     def restore(self, state: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class WithArrays:
+    """A snapshot with arrays beside its JSON state: the state goes into `state.json`, the
+    arrays into the checkpoint's npz files (a drift challenger's weights)."""
+
+    state: Any
+    arrays: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

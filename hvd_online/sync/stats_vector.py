@@ -30,6 +30,9 @@ import numpy as np
 from hvd_online.sync.control import Flag
 from streams.pulsar.dead_letter import REASON_KINDS
 
+#: what the step itself computes, in front of every rank's local part
+HEAD = ("loss_sum", "metric_sum", "count")
+LOSS_SUM, METRIC_SUM, COUNT = range(len(HEAD))
 FLAGS = tuple(Flag)
 #: dead letters by kind of reason, then duplicates dropped: running totals of each rank
 COUNTS = len(REASON_KINDS) + 1
@@ -40,7 +43,8 @@ def mean_or_nan(total: float, count: float) -> float:
 
 
 class StatsLayout:
-    HEAD = 3  # loss_sum, metric_sum, count: computed inside the step, before `local`
+    """The one owner of the vector's slots: `local` writes a rank's part, the rest read the
+    summed vector by name."""
 
     def __init__(self, world_size: int, partitions: int, counters: Sequence[str] = ()) -> None:
         self.world_size = world_size
@@ -76,25 +80,25 @@ class StatsLayout:
 
     def count(self, summed: np.ndarray) -> int:
         """Samples in this step across all ranks."""
-        return int(round(summed[2]))
+        return int(round(summed[COUNT]))
 
     def flags(self, summed: np.ndarray) -> set[Flag]:
         """The flags any rank raised this step."""
-        rest = summed[self.HEAD :]
+        rest = summed[len(HEAD) :]
         return {flag for i, flag in enumerate(FLAGS) if rest[i] > 0}
 
     def report_fields(self, summed: np.ndarray) -> dict[str, Any]:
         """The `StepReport` fields this vector carries."""
         n, w, p = len(FLAGS), self.world_size, self.partitions
-        rest = summed[self.HEAD :]
+        rest = summed[len(HEAD) :]
         rejected = [int(round(r)) for r in rest[n : n + len(REASON_KINDS)]]
         per_rank = rest[n + COUNTS : n + COUNTS + 2 * w]
         per_partition = rest[n + COUNTS + 2 * w : n + COUNTS + 2 * w + 2 * p]
         count = self.count(summed)
         return {
             "count": count,
-            "loss": mean_or_nan(float(summed[0]), count),
-            "metric": mean_or_nan(float(summed[1]), count),
+            "loss": mean_or_nan(float(summed[LOSS_SUM]), count),
+            "metric": mean_or_nan(float(summed[METRIC_SUM]), count),
             "rejected_total": sum(rejected),
             "rejected_by_reason": {kind: r for kind, r in zip(REASON_KINDS, rejected,
                                                               strict=True) if r},
@@ -107,5 +111,5 @@ class StatsLayout:
 
     def sums(self, summed: np.ndarray) -> dict[str, float]:
         """The named sums, over all ranks."""
-        at = self.HEAD + self._counters_at
+        at = len(HEAD) + self._counters_at
         return {name: float(summed[at + i]) for i, name in enumerate(self.counters)}

@@ -199,14 +199,13 @@ def test_a_running_challenger_survives_snapshot_and_restore():
         response.after_step(*linear_batch([1, 1, 1, 1], step), 0.1, 32)
     assert response.after_step(*linear_batch([1, 1, 1, 1], 6), 1.2, 32).action == "challenger"
     response.after_step(*linear_batch([1, 1, 1, 1], 7), 1.2, 32)
-    state, arrays = response.snapshot(), response.arrays()
-    assert state["trial"]["seen"] == 32 and set(arrays) == {"challenger-weights",
-                                                            "challenger-optimizer"}
+    snapshot = response.snapshot()  # one channel: the state and the challenger's arrays
+    assert snapshot.state["trial"]["seen"] == 32
+    assert set(snapshot.arrays) == {"weights", "optimizer"}
 
     restored, _ = challenger_response()
-    restored.restore(state)
-    restored.restore_arrays(arrays)  # world size 1: the broadcast is the identity
-    assert restored.snapshot() == state
-    for got, want in zip(restored.challenger.model.get_weights(), arrays["challenger-weights"],
+    restored.restore(snapshot)
+    assert restored.snapshot().state == snapshot.state
+    for got, want in zip(restored.challenger.model.get_weights(), snapshot.arrays["weights"],
                          strict=True):
         np.testing.assert_array_equal(got, want)

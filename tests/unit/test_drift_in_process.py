@@ -94,7 +94,7 @@ def test_a_challenger_running_at_a_checkpoint_is_restored_from_it(world, tmp_pat
     challenger_weights = trainer.drift.challenger.model.get_weights()
     found = load_latest_checkpoint(RunLayout(tmp_path).checkpoints)
     assert found is not None and found.state.operators["drift"]["trial"] is not None
-    assert set(found.extra) == {"challenger-weights", "challenger-optimizer"}
+    assert set(found.extra) == {"drift.weights", "drift.optimizer"}
 
     resumed_source = TestingSource(0, data, resume_state=found.state.sources["testing-0"])
     config = trainer.config
@@ -104,7 +104,7 @@ def test_a_challenger_running_at_a_checkpoint_is_restored_from_it(world, tmp_pat
     resumed = OnlineTrainer(config, template, world, step_input, 2, Controls(), (),
                             Resume(found.state, checkpoint=found))
     assert resumed.drift is not None and resumed.drift.trial is not None
-    assert resumed.drift.snapshot() == found.state.operators["drift"]
+    assert resumed.drift.snapshot().state == found.state.operators["drift"]
     for got, want in zip(resumed.drift.challenger.model.get_weights(), challenger_weights,
                          strict=True):
         np.testing.assert_array_equal(got, want)

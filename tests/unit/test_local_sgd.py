@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 
 from hvd_online.errors import ConfigError
-from hvd_online.sync import local_sgd
+from hvd_online.sync import steps
 from hvd_online.sync.control import Controls, Flag
-from hvd_online.sync.local_sgd import LocalSGD, weighted_mean
+from hvd_online.sync.stats_vector import COUNT, HEAD
+from hvd_online.sync.steps import LocalSGD, Trainable, weighted_mean
 from streams.testing import TestingSource
 from tests.unit.test_trainer_in_process import Linear, make_trainer, payloads
 
@@ -37,17 +38,18 @@ def local_sgd_with_peer(monkeypatch, peer_model, peer_optimizer, peer_trained):
     specs = (tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None,), tf.float32))
     peer = [tf.constant(v * peer_trained, tf.float32)
             for v in state(peer_model, peer_optimizer)]
-    peer_stats = np.zeros(LocalSGD.HEAD + STATS, np.float32)
+    peer_stats = np.zeros(len(HEAD) + STATS, np.float32)
     peer_stats[:3] = [10.0, 2.0, peer_trained]
-    peer_stats[LocalSGD.HEAD] = 1.0  # e.g. the peer raised a flag
+    peer_stats[len(HEAD)] = 1.0  # e.g. the peer raised a flag
 
     def grouped_sum(tensors, name):
         others = [*peer, tf.constant(peer_stats), tf.constant([peer_trained, 1.0])]
         return [mine + other for mine, other in zip(tensors, others, strict=True)]
 
-    monkeypatch.setattr(local_sgd.collectives, "grouped_sum", grouped_sum)
-    averager = LocalSGD(model, optimizer, template.per_sample_loss, template.per_sample_metric,
-                        *specs, STATS, world_size=2)
+    monkeypatch.setattr(steps.collectives, "grouped_sum", grouped_sum)
+    averager = LocalSGD(Trainable(model, optimizer, template.per_sample_loss,
+                                  template.per_sample_metric, *specs), STATS, world_size=2,
+                        every=2)
     return averager, model, optimizer
 
 
@@ -74,8 +76,8 @@ def test_averaging_gives_the_weighted_mean_of_both_ranks(monkeypatch):
         expected = weighted_mean([a, b], weights=[32.0, 96.0])
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert state(model, optimizer)[iteration] == 5  # (32 * 2 + 96 * 6) / 128
-    assert summed[2] == 32 + 96, "sample counts of the round, summed over ranks"
-    assert summed[LocalSGD.HEAD] == 1.0, "a flag raised on the other rank reaches this one"
+    assert summed[COUNT] == 32 + 96, "sample counts of the round, summed over ranks"
+    assert summed[len(HEAD)] == 1.0, "a flag raised on the other rank reaches this one"
     assert skipped == 1
 
 
@@ -89,7 +91,7 @@ def test_an_idle_rank_takes_the_others_weights_and_adds_nothing(monkeypatch):
     for got, theirs in zip(state(model, optimizer), state(peer_model, peer_optimizer),
                            strict=True):
         np.testing.assert_allclose(got, theirs, rtol=1e-6, atol=1e-7)
-    assert summed[2] == 64
+    assert summed[COUNT] == 64
 
 
 def test_when_no_rank_trained_the_weights_stay(monkeypatch):
@@ -106,14 +108,15 @@ def test_a_non_finite_window_is_skipped_locally():
     model, optimizer = model_and_optimizer(seed=1)
     template = Linear()
     specs = (tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None,), tf.float32))
-    averager = LocalSGD(model, optimizer, template.per_sample_loss, template.per_sample_metric,
-                        *specs, STATS, world_size=1)
+    averager = LocalSGD(Trainable(model, optimizer, template.per_sample_loss,
+                                  template.per_sample_metric, *specs), STATS, world_size=1,
+                        every=2)
     x, y = batch(8)
     y[3] = np.inf
     before = state(model, optimizer)
     assert not averager.train(x, y)
     summed, skipped = averager.average(np.zeros(STATS, np.float32))
-    assert skipped == 1 and summed[2] == 0
+    assert skipped == 1 and summed[COUNT] == 0
     np.testing.assert_array_equal(state(model, optimizer)[0], before[0])
 
 

@@ -57,7 +57,7 @@ def test_stop_then_resume_trains_every_sample_once_and_restores_operators(world,
             controls.request("save")  # checkpoint at step 10 ...
         if report.step == 14:
             break  # ... then 4 more steps that the crash loses
-    snapshot_at_save = trainer.operators["drift"].snapshot()
+    snapshot_at_save = trainer.drift.snapshot().state
 
     found = load_latest_checkpoint(RunLayout(tmp_path).checkpoints)
     assert found is not None and found.state.step == 10
@@ -68,9 +68,10 @@ def test_stop_then_resume_trains_every_sample_once_and_restores_operators(world,
     config = config_for(tmp_path, second_ledger)
     resumed, _ = trainer_for(config, world, data, Resume(found.state, checkpoint=found),
                              Controls())
-    assert resumed.step == 10 and resumed.samples_total == found.state.samples_total
-    assert resumed.operators["drift"].snapshot() == found.state.operators["drift"]
-    assert resumed.operators["drift"].snapshot() != snapshot_at_save  # not a fresh detector
+    assert resumed.progress.step == 10
+    assert resumed.progress.samples_total == found.state.samples_total
+    assert resumed.drift.snapshot().state == found.state.operators["drift"]
+    assert resumed.drift.snapshot().state != snapshot_at_save  # not a fresh detector
     for got, want in zip(resumed.model.get_weights(), found.weights, strict=True):
         np.testing.assert_array_equal(got, want)
     reports = list(_until_idle(resumed, 2000))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 
 from hvd_online.config import load_config_text
 from hvd_online.inputs.batch import LabelledInput
@@ -155,5 +156,33 @@ def test_a_rank_frozen_longer_than_the_idle_timeout_does_not_stop_the_run(world,
     trainer, _ = make_trainer(world, tmp_path, [source, TestingSource(1, [])],
                               ["train.idle_timeout_s=1.0"])
     reports = list(trainer.run())
-    assert trainer.samples_total == 2000, "nothing in hand is what idle means"
+    assert trainer.progress.samples_total == 2000, "nothing in hand is what idle means"
     assert reports[-1].stopped == "idle"  # once the stream really ended
+
+
+@pytest.mark.parametrize(("sync_every", "synchroniser"), [(1, "LockstepStep"), (4, "LocalSGD")])
+def test_one_loop_drives_either_synchroniser(world, tmp_path, sync_every, synchroniser):
+    """The same `run` (no mode branches: the loop only sees `Outcome`s) trains every sample
+    once with either synchroniser; reports come at the steps that reached every rank."""
+    template = Linear()
+    data = payloads(template, 32 * 24)
+    seen = []
+    trainer, _ = make_trainer(world, tmp_path, [TestingSource(0, data), TestingSource(1, [])],
+                              [f"train.sync_every={sync_every}", "train.max_samples=768"],
+                              hooks=[lambda step, rows: seen.append(len(rows))])
+    assert type(trainer.synchroniser).__name__ == synchroniser
+    reports = list(trainer.run())
+    assert reports[-1].samples_total == 768 and reports[-1].stopped == "max_samples"
+    assert sum(seen) == 768, "each sample reached the step hooks once"
+    assert [r.step % sync_every for r in reports] == [0] * len(reports)
+    assert reports[-1].checkpoint is not None
+    assert reports[-1].loss < reports[0].loss
+
+
+def test_the_loop_names_no_synchronisation_mode():
+    import inspect
+
+    loop = inspect.getsource(OnlineTrainer.run)
+    for word in ("sync_step", "local_sgd", "LocalSGD", "sync_every", "assert "):
+        assert word not in loop, word
+    assert "self.synchroniser.step(" in loop
