@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,6 +34,7 @@ import numpy as np
 
 from streams.errors import CodecError
 from streams.schema import Fields
+from streams.source import Record
 
 
 @dataclass(frozen=True)
@@ -206,3 +208,31 @@ def make_codec(name: str, schema: Fields) -> Codec:
         msg = f"unknown codec {name!r}: use one of {sorted(codecs)}"
         raise CodecError(msg)
     return codecs[name](schema)
+
+
+#: the kinds the codecs reject for (`streams/codecs.py`); anything else counts as "other"
+REASON_KINDS = ("wrong size", "non-finite value (NaN or inf) in a float field",
+                "bad JSON record", "other")
+
+
+def reason_kind(reason: str) -> str:
+    """The part of a rejection reason before its details: what dead letters are counted by.
+
+    >>> reason_kind("wrong size: 7 bytes, expected 8")
+    'wrong size'
+    """
+    return reason.split(":", 1)[0]
+
+
+class DeadLetters(Protocol):
+    """Where the trainer sends what its codec rejected (`DeadLetterSink`, or
+    `streams.testing.CountingSink` in unit tests)."""
+
+    counts: Counter[str]
+
+    @property
+    def total(self) -> int: ...
+
+    def send(self, record: Record, rejected: Rejected) -> None: ...
+
+    def close(self) -> None: ...

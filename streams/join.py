@@ -36,6 +36,7 @@ relaunch).
   `REMEMBER_WINDOWS` windows: a label later than that after its event is counted as an orphan
   (telling it from a label whose event never came needs the key).
 
+>>> from streams.testing import FakeClock
 >>> clock = FakeClock(0)
 >>> join = EventLabelJoin(window_ms=1000, lateness_ms=0, idle_ms=10_000, clock=clock)
 >>> out = join.push(events=[(1, 100, b"e1"), (2, 200, b"e2")], labels=[(2, 700, b"y2")])
@@ -113,19 +114,6 @@ def samples_to_train(out: JoinOutput, on_expiry: str,
         msg = f'on_expiry must be "drop" or "label", got {on_expiry!r}'
         raise StreamsError(msg)
     return samples
-
-
-class FakeClock:
-    """A controllable clock in ms for tests: `clock.now = ...` or `clock.advance(ms)`."""
-
-    def __init__(self, now_ms: float = 0.0) -> None:
-        self.now = now_ms
-
-    def advance(self, ms: float) -> None:
-        self.now += ms
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _wall_ms() -> float:

@@ -19,8 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from streams.codecs import Rejected
-from streams.pulsar.dead_letter import reason_kind
+from streams.codecs import Rejected, reason_kind
 from streams.source import PartitionSource, Record
 
 
@@ -105,3 +104,16 @@ class ListSink:
 
     def close(self) -> None:
         pass
+
+
+class FakeClock:
+    """A controllable clock in ms for tests: `clock.now = ...` or `clock.advance(ms)`."""
+
+    def __init__(self, now_ms: float = 0.0) -> None:
+        self.now = now_ms
+
+    def advance(self, ms: float) -> None:
+        self.now += ms
+
+    def __call__(self) -> float:
+        return self.now

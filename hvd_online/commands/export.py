@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hvd_online.config import Config
 from hvd_online.errors import HvdOnlineError
+from hvd_online.model.saved_model import write_saved_model
 from hvd_online.model.template import build_model, load_template
 from hvd_online.state.checkpoint import load_checkpoint, load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
@@ -30,6 +31,6 @@ def export_model(config: Config, out: Path, checkpoint: Path | None = None) -> P
     if out.suffix == ".keras":
         model.save(out)
     else:
-        model.export(str(out), format="tf_saved_model", verbose=False)
+        write_saved_model(model, template, out)  # the same signature as serving versions
     log.info("exported %s (step %s) to %s", found.path, found.state.step, out)
     return out

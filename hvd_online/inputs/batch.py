@@ -16,8 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from hvd_online.state.run_state import Stateful
-from streams.codecs import Codec
-from streams.pulsar.dead_letter import DeadLetters
+from streams.codecs import Codec, DeadLetters
 from streams.source import PartitionSource, Record
 from streams.window import BatchWindow
 

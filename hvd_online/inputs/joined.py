@@ -25,9 +25,8 @@ from hvd_online.inputs.batch import Batch, Predict, decode_or_dead_letter
 from hvd_online.model.template import ModelTemplate
 from hvd_online.state.run_state import Stateful
 from hvd_online.sync.stats_vector import mean_or_nan
-from streams.codecs import Codec
+from streams.codecs import Codec, DeadLetters
 from streams.join import EventLabelJoin, Item, samples_to_train
-from streams.pulsar.dead_letter import DeadLetters
 from streams.pulsar.predictions import prediction_messages
 from streams.schema import EventSchema, LabelSchema
 from streams.source import PartitionSource, Record

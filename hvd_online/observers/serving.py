@@ -27,8 +27,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from hvd_online.model.saved_model import write_saved_model
 from hvd_online.model.template import ModelTemplate
 from hvd_online.training.reports import StepReport
 
@@ -55,13 +55,10 @@ def remove_versions_after(base: Path, step: int) -> list[int]:
 def write_version(model: keras.Model, template: ModelTemplate, base: Path, version: int,
                   keep: int) -> Path:
     """Export `model` as `base/version`, atomically, then prune to the newest `keep`."""
-    schema = template.schema
-    spec = tf.TensorSpec((None, *schema.feature_shape), tf.as_dtype(
-        schema.dtype[schema.features].base), name=schema.features)
     staging = base.parent / STAGING / f"{base.name}-{version}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
-    model.export(str(staging), format="tf_saved_model", verbose=False, input_signature=[spec])
+    write_saved_model(model, template, staging)
     final = base / str(version)
     base.mkdir(parents=True, exist_ok=True)
     if final.exists():  # the same step again (a checkpoint right after a timed export)

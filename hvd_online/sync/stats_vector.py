@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from hvd_online.sync.control import Flag
-from streams.pulsar.dead_letter import REASON_KINDS
+from streams.codecs import REASON_KINDS
 
 #: what the step itself computes, in front of every rank's local part
 HEAD = ("loss_sum", "metric_sum", "count")

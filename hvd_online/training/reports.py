@@ -27,7 +27,7 @@ class StepReport:
     partition_backlog: list[int] = field(default_factory=list)
     partition_lag_ms: list[int] = field(default_factory=list)
     rejected_total: int = 0
-    #: dead letters so far by kind of reason (`streams.pulsar.dead_letter.REASON_KINDS`)
+    #: dead letters so far by kind of reason (`streams.codecs.REASON_KINDS`)
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     duplicates_total: int = 0
     skipped_steps: int = 0

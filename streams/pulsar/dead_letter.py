@@ -8,43 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any, Protocol
+from typing import Any
 
 import pulsar
 
-from streams.codecs import Rejected
+from streams.codecs import Rejected, reason_kind
 from streams.pulsar.topics import dead_letter_topic
 from streams.source import Record
 
 log = logging.getLogger(__name__)
-
-
-#: the kinds the codecs reject for (`streams/codecs.py`); anything else counts as "other"
-REASON_KINDS = ("wrong size", "non-finite value (NaN or inf) in a float field",
-                "bad JSON record", "other")
-
-
-def reason_kind(reason: str) -> str:
-    """The part of a rejection reason before its details: what dead letters are counted by.
-
-    >>> reason_kind("wrong size: 7 bytes, expected 8")
-    'wrong size'
-    """
-    return reason.split(":", 1)[0]
-
-
-class DeadLetters(Protocol):
-    """Where the trainer sends what its codec rejected (`DeadLetterSink`, or
-    `streams.testing.CountingSink` in unit tests)."""
-
-    counts: Counter[str]
-
-    @property
-    def total(self) -> int: ...
-
-    def send(self, record: Record, rejected: Rejected) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class DeadLetterSink:

@@ -22,3 +22,27 @@ def test_export_then_start_from_pretrained(tmp_path):
     restored = build_model(template, pretrained=str(out))
     for got, want in zip(restored.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_export_and_serving_versions_share_one_signature(tmp_path):
+    import tensorflow as tf
+
+    from hvd_online.observers.serving import write_version
+
+    config = load_config_text(
+        f'[model]\ntemplate = "{MLP_TEMPLATE}:MLPRegression"\nparams = {{ hidden = 8 }}\n'
+        f'[run]\ndir = "{tmp_path}"\n')
+    template = load_template(config.model.template, config.model.params)
+    model = template.build_model()
+    save_checkpoint(tmp_path / "checkpoints", model.get_weights(), [], RunState(step=5))
+    exported = export_model(config, tmp_path / "exported")
+    version = write_version(model, template, tmp_path / "serving" / "model", 5, keep=2)
+    signatures = [tf.saved_model.load(str(p)).signatures["serving_default"]
+                  for p in (exported, version)]
+    inputs = [s.structured_input_signature for s in signatures]
+    assert inputs[0] == inputs[1]
+    assert list(inputs[0][1]) == [template.schema.features], "the input is named for clients"
+    x = np.ones((2, *template.schema.feature_shape), "f4")
+    outputs = [next(iter(s(**{template.schema.features: tf.constant(x)}).values())).numpy()
+               for s in signatures]
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6)

@@ -5,7 +5,8 @@ import random
 import pytest
 
 from streams.errors import StreamsError
-from streams.join import REMEMBER_WINDOWS, EventLabelJoin, FakeClock, samples_to_train
+from streams.join import REMEMBER_WINDOWS, EventLabelJoin, samples_to_train
+from streams.testing import FakeClock
 
 WINDOW = 1000
 

@@ -44,6 +44,14 @@ def test_only_streams_pulsar_talks_to_the_broker():
     modules = imported_packages("streams")
     assert any("pulsar" in names for m, names in modules.items() if "/pulsar/" in m)
     assert {m for m, names in modules.items() if "pulsar" in names and "/pulsar/" not in m} == set()
+    # nor through a neighbour: the broker-free modules import nothing from streams/pulsar/
+    reaching = set()
+    for path in (REPO / "streams").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "streams.pulsar"):
+                reaching.add(path.name)
+    assert reaching == set()
 
 
 #: hvd_online's rooms, lowest first: each imports only from its own room or those before it
