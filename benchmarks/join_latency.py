@@ -68,7 +68,7 @@ def join_latency(url: str, run_dir: Path, rate: float, seconds: float,
         "p50_ms": round(float(np.percentile(latency, 50)), 1),
         "p99_ms": round(float(np.percentile(latency, 99)), 1),
         "max_ms": round(float(latency.max()), 1),
-        "joined_per_s": round(sum(r["join"]["joined"] for r in steady[1:]) / span),
+        "joined_per_s": round(sum(r["join"]["step"]["joined"] for r in steady[1:]) / span),
         "max_backlog": max(sum(r["partition_backlog"]) for r in rows if r.get("join")),
     }
 

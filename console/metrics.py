@@ -100,28 +100,32 @@ class RunMetrics:
             self._checkpoint_at = time.time()
         self._observe_join(report.get("join"))
 
-    def _observe_join(self, join: dict[str, float] | None) -> None:
-        """The event/label join's figures: pending sizes are gauges, running totals and
-        per-step counts are counters."""
-        for name, value in (join or {}).items():
-            if name.startswith("delay_"):
-                continue  # the console's label-delay histogram, per step
-            if name.startswith("pending"):
-                if name not in self._join_gauges:
-                    self._join_gauges[name] = Gauge(
-                        f"hvd_online_join_{name}", f"Join: {name.replace('_', ' ')}",
-                        registry=self.registry)
-                self._join_gauges[name].set(value)
-                continue
-            base = name.removesuffix("_total")
-            if base not in self._join_counters:
-                self._join_counters[base] = Counter(
-                    f"hvd_online_join_{base}", f"Join: {base.replace('_', ' ')}",
-                    registry=self.registry)
-            if name.endswith("_total"):
-                self._advance(self._join_counters[base], f"join:{name}", value)
-            elif value > 0:
-                self._join_counters[base].inc(value)
+    def _observe_join(self, join: dict[str, dict[str, float]] | None) -> None:
+        """The event/label join's figures, by kind: what waits now is a gauge; this step's
+        counts and the running totals are counters (the label delays are the console's)."""
+        if not join:
+            return
+        for name, value in join["pending"].items():
+            self._join_gauge(f"pending_{name}").set(value)
+        for name, value in join["step"].items():
+            if value > 0:
+                self._join_counter(name).inc(value)
+        for name, total in join["totals"].items():
+            self._advance(self._join_counter(name), f"join:{name}", total)
+
+    def _join_gauge(self, name: str) -> Gauge:
+        if name not in self._join_gauges:
+            self._join_gauges[name] = Gauge(f"hvd_online_join_{name}",
+                                            f"Join: {name.replace('_', ' ')}",
+                                            registry=self.registry)
+        return self._join_gauges[name]
+
+    def _join_counter(self, name: str) -> Counter:
+        if name not in self._join_counters:
+            self._join_counters[name] = Counter(f"hvd_online_join_{name}",
+                                                f"Join: {name.replace('_', ' ')}",
+                                                registry=self.registry)
+        return self._join_counters[name]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,13 +11,13 @@ that drops the oldest when no one drains it (a slow or absent browser never slow
 >>> [p["step"] for p in state.history()]
 [0, 1, 2]
 
-Raw event streams: the join's per-step counts add up to run totals (pending counts are
-gauges, `*_total` counts are totals already).
+Raw event streams: the join's per-step counts and label delays add up to run totals (its
+pending gauges and running totals arrive whole in each report).
 
->>> state.push({"step": 3, "count": 1, "join": {"joined": 2, "pending_events": 9}})
->>> state.push({"step": 4, "count": 1, "join": {"joined": 3, "pending_events": 7}})
+>>> state.push({"step": 3, "count": 1, "join": {"step": {"joined": 2}, "pending": {"events": 9}}})
+>>> state.push({"step": 4, "count": 1, "join": {"step": {"joined": 3}, "pending": {"events": 7}}})
 >>> state.snapshot()["join_totals"]
-{'joined': 5}
+{'step': {'joined': 5}, 'label_delays': {}}
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class ConsoleState:
         self.latest: dict[str, Any] | None = None
         self.last_checkpoint: dict[str, Any] | None = None
         self.status = "starting"
-        #: run totals of the join's per-step counts (raw event streams only)
-        self.join_totals: dict[str, float] = {}
+        #: run totals of the join's per-step counts and label delays (raw event streams)
+        self.join_totals: dict[str, dict[str, float]] = {"step": {}, "label_delays": {}}
 
     def push(self, report: dict[str, Any]) -> None:
         with self._lock:
@@ -50,9 +50,10 @@ class ConsoleState:
                 self.dropped += 1
             self._queue.append(report)
             self.latest = report
-            for name, value in (report.get("join") or {}).items():
-                if not name.endswith("_total") and not name.startswith("pending"):
-                    self.join_totals[name] = self.join_totals.get(name, 0) + value
+            join = report.get("join") or {}
+            for kind, totals in self.join_totals.items():
+                for name, value in join.get(kind, {}).items():
+                    totals[name] = totals.get(name, 0) + value
             if report.get("checkpoint"):
                 self.last_checkpoint = {"step": report["step"], "path": report["checkpoint"]}
             if report.get("stopped"):
@@ -89,7 +90,7 @@ class ConsoleState:
         with self._lock:
             return {"status": self.status, "latest": self.latest,
                     "last_checkpoint": self.last_checkpoint, "dropped": self.dropped,
-                    "join_totals": dict(self.join_totals)}
+                    "join_totals": {k: dict(v) for k, v in self.join_totals.items()}}
 
 
 def _chart_point(report: dict[str, Any]) -> dict[str, Any]:

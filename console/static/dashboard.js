@@ -44,7 +44,7 @@
   charts.loss.data.datasets.push({ label: "challenger loss", data: [], pointRadius: 0,
     borderWidth: 1.5, borderColor: "#e80" });
   const ema = { loss: null, metric: null, delayed_loss: null, delayed_metric: null };
-  let joinSeen = null; // {t, totals} of the previous update, for the rates
+  let joinSeen = null; // {t, counts} of the previous update, for the rates
   window.hvdConsole = { charts, received: 0 };
 
   function addPoint(p) {
@@ -89,20 +89,21 @@
     $("join-panel").hidden = false;
     document.querySelectorAll(".join-figure").forEach((f) => (f.hidden = false));
     const j = latest.join;
-    $("join-pending-events").textContent = Math.round(j.pending_events).toLocaleString();
-    $("join-pending-labels").textContent = Math.round(j.pending_labels).toLocaleString();
-    $("join-late").textContent = Math.round(j.late_labels_total) + " / " + Math.round(j.orphan_labels_total);
-    const now = { t: latest.elapsed_s, totals };
+    $("join-pending-events").textContent = Math.round(j.pending.events).toLocaleString();
+    $("join-pending-labels").textContent = Math.round(j.pending.labels).toLocaleString();
+    $("join-late").textContent = Math.round(j.totals.late_labels) + " / " + Math.round(j.totals.orphan_labels);
+    const now = { t: latest.elapsed_s, counts: totals.step };
     if (joinSeen && now.t > joinSeen.t) {
       for (const key of ["joined", "expired", "predictions"]) {
-        const rate = ((totals[key] || 0) - (joinSeen.totals[key] || 0)) / (now.t - joinSeen.t);
+        const rate = ((now.counts[key] || 0) - (joinSeen.counts[key] || 0)) / (now.t - joinSeen.t);
         $("join-" + key + "-rate").textContent = Math.round(rate).toLocaleString();
       }
     }
     if (!joinSeen || now.t - joinSeen.t >= 1) joinSeen = now; // rates over >= 1 s
-    const buckets = Object.keys(totals).filter((k) => k.startsWith("delay_"));
-    charts.delays.data.labels = buckets.map((k) => k.replace("delay_le_", "<= ").replace("delay_more", "more"));
-    charts.delays.data.datasets[0].data = buckets.map((k) => totals[k]);
+    const delays = totals.label_delays;
+    const buckets = Object.keys(delays);
+    charts.delays.data.labels = buckets.map((k) => k.replace("le_", "<= "));
+    charts.delays.data.datasets[0].data = buckets.map((k) => delays[k]);
   }
   function showState(s) {
     $("status").textContent = s.status;

@@ -34,12 +34,17 @@ from streams.window import BatchWindow
 
 #: label delay histogram buckets for the console, upper edges in seconds (last: beyond)
 DELAY_EDGES_S = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-DELAY_BUCKETS = tuple(f"delay_le_{edge:g}s" for edge in DELAY_EDGES_S) + ("delay_more",)
-#: per-step sums (deltas), gauges (pending) and totals, summed over ranks each step
-COUNTERS = ("joined", "expired", "predictions", "delayed_loss_sum", "delayed_metric_sum",
-            "delayed_count", "pending_events", "pending_labels", "expired_early_total",
-            "late_events_total", "late_labels_total", "orphan_labels_total",
-            "duplicate_events_total", "duplicate_labels_total", *DELAY_BUCKETS)
+DELAY_BUCKETS = tuple(f"le_{edge:g}s" for edge in DELAY_EDGES_S) + ("more",)
+#: the join's figures in the step report, by kind (consumers read the kind, never a name):
+#: this step's counts, gauges of what waits now, and running totals since the run began
+STEP_COUNTS = ("joined", "expired", "predictions")
+PENDING = ("events", "labels")
+TOTALS = ("expired_early", "late_events", "late_labels", "orphan_labels", "duplicate_events",
+          "duplicate_labels")
+DELAYED = ("delayed_loss_sum", "delayed_metric_sum", "delayed_count")
+#: every sum this input adds to the step's stats vector (summed over ranks each step)
+COUNTERS = (*STEP_COUNTS, *DELAYED, *(f"pending.{n}" for n in PENDING),
+            *(f"totals.{n}" for n in TOTALS), *(f"label_delays.{n}" for n in DELAY_BUCKETS))
 
 
 class PredictionPublisher(Protocol):
@@ -196,23 +201,27 @@ class JoinedInput:
         return rows, sums
 
     def _gauges(self, predicted: int, delays: list[int]) -> dict[str, float]:
-        totals: dict[str, float] = {name: 0.0 for name in COUNTERS
-                                    if name.endswith("_total") or name.startswith("pending")}
-        for join in self.joins.values():
-            totals["pending_events"] += join.pending_events
-            totals["pending_labels"] += join.pending_labels
-            for name in ("expired_early", "late_events", "late_labels", "orphan_labels",
-                         "duplicate_events", "duplicate_labels"):
-                totals[f"{name}_total"] += join.counts[name]
+        sums = {"predictions": float(predicted)}
+        joins = self.joins.values()
+        sums["pending.events"] = float(sum(j.pending_events for j in joins))
+        sums["pending.labels"] = float(sum(j.pending_labels for j in joins))
+        for name in TOTALS:
+            sums[f"totals.{name}"] = float(sum(j.counts[name] for j in joins))
         buckets = np.searchsorted(np.array(DELAY_EDGES_S) * 1000, delays, side="left")
         counts = np.bincount(buckets, minlength=len(DELAY_BUCKETS)) if delays else np.zeros(
             len(DELAY_BUCKETS))
-        return {**totals, "predictions": float(predicted),
-                **{name: float(c) for name, c in zip(DELAY_BUCKETS, counts, strict=True)}}
+        for name, count in zip(DELAY_BUCKETS, counts, strict=True):
+            sums[f"label_delays.{name}"] = float(count)
+        return sums
 
     def report_fields(self, sums: dict[str, float]) -> dict[str, Any]:
-        join = {k: v for k, v in sums.items() if not k.startswith("delayed")}
+        def group(kind: str, names: tuple[str, ...]) -> dict[str, float]:
+            return {name: sums[f"{kind}.{name}"] for name in names}
+
         return {"delayed_loss": mean_or_nan(sums["delayed_loss_sum"], sums["delayed_count"]),
                 "delayed_metric": mean_or_nan(sums["delayed_metric_sum"],
                                               sums["delayed_count"]),
-                "join": join}
+                "join": {"step": {name: sums[name] for name in STEP_COUNTS},
+                         "pending": group("pending", PENDING),
+                         "totals": group("totals", TOTALS),
+                         "label_delays": group("label_delays", DELAY_BUCKETS)}}

@@ -35,7 +35,7 @@ class StepReport:
     #: scored now that their labels came (NaN if none this step), and the join's figures
     delayed_loss: float = math.nan
     delayed_metric: float = math.nan
-    join: dict[str, float] | None = None
+    join: dict[str, dict[str, float]] | None = None
     #: the drift detector flagged this step
     drift: bool = False
     #: what the drift response did at this step: "boost", "challenger" (started), "promoted"
@@ -67,6 +67,7 @@ class StepReport:
         if self.join is not None:  # raw event streams: the honest online figures too
             delayed = (f"{self.delayed_loss:.5f} / {self.delayed_metric:.4f}"
                        if math.isfinite(self.delayed_loss) else "-")
-            line += (f"  delayed loss/metric {delayed}  pending {self.join['pending_events']:,.0f}"
-                     f" events {self.join['pending_labels']:,.0f} labels")
+            pending = self.join["pending"]
+            line += (f"  delayed loss/metric {delayed}  pending {pending['events']:,.0f}"
+                     f" events {pending['labels']:,.0f} labels")
         return line

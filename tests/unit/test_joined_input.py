@@ -128,9 +128,9 @@ def test_events_are_predicted_then_joined_or_expired_and_resume_is_exact(world, 
 
     predicted = {k for k, _ in sink.messages} | {k for k, _ in sink2.messages}
     assert predicted == set(range(N)), "every event has a prediction"
-    joined = sum(r.join["joined"] for r in reports if r.join)
+    joined = sum(r.join["step"]["joined"] for r in reports if r.join)
     assert joined > 0 and any(np.isfinite(r.delayed_loss) for r in reports)
-    assert reports[-1].join["pending_events"] == 0
+    assert reports[-1].join["pending"]["events"] == 0
 
 
 def test_templates_without_event_and_label_schemas_are_refused(world, tmp_path):

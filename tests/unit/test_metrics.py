@@ -44,16 +44,18 @@ def test_counters_follow_running_totals_and_never_go_down():
 
 def test_join_figures_become_gauges_and_counters():
     metrics = RunMetrics(serving_version=lambda: 0)
-    join = {"joined": 10.0, "expired": 1.0, "predictions": 12.0, "pending_events": 7.0,
-            "pending_labels": 2.0, "late_events_total": 4.0, "delay_le_0.1s": 3.0}
+    join = {"step": {"joined": 10.0, "expired": 1.0, "predictions": 12.0},
+            "pending": {"events": 7.0, "labels": 2.0}, "totals": {"late_events": 4.0},
+            "label_delays": {"le_0.1s": 3.0}}
     metrics.observe(report(1, 32, join=join))
-    metrics.observe(report(2, 64, join={**join, "joined": 5.0, "pending_events": 3.0,
-                                        "late_events_total": 6.0}))
+    metrics.observe(report(2, 64, join={**join, "step": {**join["step"], "joined": 5.0},
+                                        "pending": {"events": 3.0, "labels": 2.0},
+                                        "totals": {"late_events": 6.0}}))
     seen = values(metrics)
     assert seen[("hvd_online_join_joined_total",)] == 15  # per-step counts add up
     assert seen[("hvd_online_join_late_events_total",)] == 6  # running totals follow
     assert seen[("hvd_online_join_pending_events",)] == 3
-    assert not any("delay_le" in name for name, *_ in seen)
+    assert not any("le_0.1s" in name for name, *_ in seen)
 
 
 def test_partition_gauges_use_base_units():
