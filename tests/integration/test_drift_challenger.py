@@ -94,7 +94,7 @@ def test_kill_9_while_a_challenger_runs_restores_it_and_keeps_exactly_once(broke
     assert "challenger promoted" not in ranks.output, "the kill came before the promotion"
     checkpoint = load_latest_checkpoint(RunLayout(tmp_path / "run").checkpoints)
     assert checkpoint is not None and checkpoint.state.operators["drift"]["trial"] is not None
-    assert set(checkpoint.extra) == {"challenger-weights", "challenger-optimizer"}
+    assert set(checkpoint.extra) == {"drift.weights", "drift.optimizer"}
 
     second_run = run_ranks(config, f"train.max_samples={M}", ledger=second, timeout=240)
     assert producer.wait(60) == 0
