@@ -1,7 +1,8 @@
-"""What the console knows about the run, fed by the training thread, read by web threads.
+"""What the console knows about the run: fed by the console process's report reader (the
+reports rank 0's training loop hands over), read by web threads.
 
-The trainer only ever calls `push()`, which never blocks: reports wait in a bounded queue
-that drops the oldest when no one drains it (a slow or absent browser never slows training).
+`push()` never blocks: reports wait in a bounded queue that drops the oldest when no one
+drains it (a slow or absent browser never holds the reader back, so never training).
 
 >>> state = ConsoleState(run_config={}, queue_size=2)
 >>> for step in range(3):

@@ -1,8 +1,9 @@
 """Batching window per rank: a count window and a time window, whichever closes first.
 
-This is the seed's Flink count window done in-process. The window polls its partitions
-round-robin so a busy partition cannot starve a quiet one. Between polls it sleeps on the
-sources' shared `arrived` event, which sources that push (test doubles) set, for at most
+Each pass asks every partition for its fair share of the samples still missing, starting from
+a partition that rotates pass by pass, so a hot partition cannot starve a quiet one (and the
+quiet one's few samples do not wait for the hot one's backlog). Between passes it sleeps on
+the sources' shared `arrived` event, which sources that push (test doubles) set, for at most
 POLL_S: sources that are polled (the Pulsar one) are asked again after that.
 `batch_size` counts samples: `size_of(payload)` says how many a message carries (packed
 record payloads carry several), 1 each by default.

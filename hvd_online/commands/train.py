@@ -12,7 +12,6 @@ import resource
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
 from hvd_online.config import Config
@@ -20,6 +19,8 @@ from hvd_online.errors import ConfigError, TemplateError
 from hvd_online.inputs.open import RankInputs, open_inputs
 from hvd_online.model.loading import load_object
 from hvd_online.model.template import ModelTemplate, build_model
+from hvd_online.observers.metrics_log import MetricsLog
+from hvd_online.observers.progress import ProgressPrinter
 from hvd_online.observers.serving import ServingExporter, remove_versions_after
 from hvd_online.observers.tensorboard_log import TensorBoardLog
 from hvd_online.state.manager import read_resume
@@ -34,63 +35,6 @@ from streams.errors import AssignmentError
 log = logging.getLogger(__name__)
 
 ReportConsumer = Callable[[StepReport], None]
-
-
-DRIFT_ACTIONS = {
-    "boost": "learning rate boosted, optimizer moments reset",
-    "challenger": "challenger model started",
-    "promoted": "challenger promoted: it replaces the model",
-    "dropped": "challenger dropped: it never beat the model",
-}
-
-
-class ProgressPrinter:
-    """Rank 0 prints a line every `log_every` steps that trained something, and events."""
-
-    def __init__(self, log_every: int) -> None:
-        self.log_every = max(1, log_every)
-        self._trained_steps = 0
-
-    def __call__(self, report: StepReport) -> None:
-        if report.count:
-            self._trained_steps += 1
-        if report.checkpoint:
-            log.info("checkpoint step %d -> %s", report.step, report.checkpoint)
-        if report.drift:
-            log.warning("DRIFT detected at step %d (after %d samples): prequential loss rose",
-                        report.step, report.samples_total)
-        if report.drift_action:
-            log.warning("drift response at step %d: %s", report.step, DRIFT_ACTIONS.get(
-                report.drift_action, report.drift_action))
-        if report.stopped or (report.count and (self._trained_steps - 1) % self.log_every == 0):
-            log.info("%s", report.log_line())
-
-
-class MetricsLog:
-    """Rank 0 appends every step that trained something (and every event) to a JSONL file,
-    for evaluation scripts and plots after the run."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "a")  # noqa: SIM115 - lives as long as the run
-        self.lines_lost = 0
-
-    def __call__(self, report: StepReport) -> None:
-        if report.count or report.checkpoint or report.stopped:
-            try:
-                self._file.write(json.dumps(report.as_json()) + "\n")
-                self._file.flush()
-            except OSError as err:  # a full disk must not end training; say it once
-                if not self.lines_lost:
-                    log.error("metrics log %s: %s; its lines are lost until there is room",
-                              self._file.name, err)
-                self.lines_lost += 1
-
-    def close(self) -> None:
-        try:
-            self._file.close()
-        except OSError as err:
-            log.error("metrics log %s: %s", self._file.name, err)
 
 
 def load_step_hooks(config: Config, world: World, template: ModelTemplate) -> list[StepHook]:

@@ -12,7 +12,10 @@ Actions (`drift.action`), measured on the quality benchmark (README "Quality"):
   but cannot make the model worse.
 
 Every rank sees the same global loss, so every decision below is taken at the same step on
-every rank, and the challenger's own collective step runs on all of them or on none.
+every rank, and the challenger's own collective step runs on all of them or on none. So the
+response is a shared operator of the checkpoint manager (hvd_online/state/manager.py): one
+snapshot - detector, boost, a running trial and the challenger's arrays - taken on rank 0 and
+restored on every rank.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """What a step trains on. The trainer asks its input for a `Batch` once per step; the input
 owns its sources and any stateful operators (their snapshots go into checkpoints).
 
-- `LabelledInput`: pre-labelled samples on one topic (a count/time window, decode, dead
-  letters).
-- `JoinedInput` (hvd_online/inputs/joined.py): raw events predicted on arrival and joined with
-  labels that come later on another topic.
+- `LabelledInput` (labelled.py): pre-labelled samples on one topic (a count/time window,
+  decode, dead letters).
+- `JoinedInput` (joined.py): raw events predicted on arrival and joined with labels that come
+  later on another topic.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 from hvd_online.state.run_state import Stateful
 from streams.codecs import Codec, DeadLetters
 from streams.source import PartitionSource, Record
-from streams.window import BatchWindow
 
 #: the live model's forward pass on a features array (the trainer's, on the training thread)
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -61,29 +60,3 @@ def decode_or_dead_letter(codec: Codec, records: Sequence[Record],
         dropped = {item.index for item in rejected}
         return rows, [r for i, r in enumerate(records) if i not in dropped]
     return rows, list(records)
-
-
-class LabelledInput:
-    """Pre-labelled samples on one topic: each step a window of them."""
-
-    operators: dict[str, Stateful] = {}
-    counters: tuple[str, ...] = ()
-
-    def __init__(self, sources: Sequence[PartitionSource], codec: Codec,
-                 dead_letters: DeadLetters, batch_size: int, max_wait_s: float) -> None:
-        self.sources = list(sources)
-        self.codec = codec
-        self.dead_letters = [dead_letters]
-        self.window = BatchWindow(self.sources, batch_size, max_wait_s,
-                                  size_of=codec.count_samples)
-
-    def take(self, step: int, predict: Predict) -> Batch:
-        rows, accepted = decode_or_dead_letter(self.codec, self.window.collect(),
-                                               self.dead_letters[0])
-        published = np.fromiter((r.publish_ms for r in accepted), np.float64, len(accepted))
-        sizes = np.fromiter((self.codec.count_samples(r.payload) for r in accepted), np.int64,
-                            len(accepted))
-        return Batch(rows, published, sizes)
-
-    def report_fields(self, sums: dict[str, float]) -> dict[str, Any]:
-        return {}

@@ -13,8 +13,9 @@ import pulsar
 
 from hvd_online.config import Config
 from hvd_online.errors import ConfigError
-from hvd_online.inputs.batch import LabelledInput, StepInput
+from hvd_online.inputs.batch import StepInput
 from hvd_online.inputs.joined import JoinedInput, check_schemas
+from hvd_online.inputs.labelled import LabelledInput
 from hvd_online.model.template import ModelTemplate
 from hvd_online.state.checkpoint import Resume
 from hvd_online.state.run_dir import RunLayout

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hvd_online.inputs.batch import LabelledInput
+from hvd_online.inputs.labelled import LabelledInput
 from hvd_online.state.checkpoint import Resume, load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
 from hvd_online.sync.control import Controls

@@ -9,7 +9,7 @@ import pytest
 from hvd_online.commands.train import load_step_hooks
 from hvd_online.config import load_config_text
 from hvd_online.errors import ConfigError
-from hvd_online.inputs.batch import LabelledInput
+from hvd_online.inputs.labelled import LabelledInput
 from hvd_online.state.checkpoint import Resume, load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
 from hvd_online.sync.collectives import World

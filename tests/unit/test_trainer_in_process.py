@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hvd_online.config import load_config_text
-from hvd_online.inputs.batch import LabelledInput
+from hvd_online.inputs.labelled import LabelledInput
 from hvd_online.model.template import ModelTemplate
 from hvd_online.sync.control import Controls
 from hvd_online.training.trainer import OnlineTrainer

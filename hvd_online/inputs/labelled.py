@@ -1,0 +1,41 @@
+"""Pre-labelled samples on one topic: each step a window of them, decoded; what does not
+decode goes to the dead-letter topic."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hvd_online.inputs.batch import Batch, Predict, decode_or_dead_letter
+from hvd_online.state.run_state import Stateful
+from streams.codecs import Codec, DeadLetters
+from streams.source import PartitionSource
+from streams.window import BatchWindow
+
+
+class LabelledInput:
+    """Pre-labelled samples on one topic: each step a window of them."""
+
+    operators: dict[str, Stateful] = {}
+    counters: tuple[str, ...] = ()
+
+    def __init__(self, sources: Sequence[PartitionSource], codec: Codec,
+                 dead_letters: DeadLetters, batch_size: int, max_wait_s: float) -> None:
+        self.sources = list(sources)
+        self.codec = codec
+        self.dead_letters = [dead_letters]
+        self.window = BatchWindow(self.sources, batch_size, max_wait_s,
+                                  size_of=codec.count_samples)
+
+    def take(self, step: int, predict: Predict) -> Batch:
+        rows, accepted = decode_or_dead_letter(self.codec, self.window.collect(),
+                                               self.dead_letters[0])
+        published = np.fromiter((r.publish_ms for r in accepted), np.float64, len(accepted))
+        sizes = np.fromiter((self.codec.count_samples(r.payload) for r in accepted), np.int64,
+                            len(accepted))
+        return Batch(rows, published, sizes)
+
+    def report_fields(self, sums: dict[str, float]) -> dict[str, Any]:
+        return {}
