@@ -142,64 +142,81 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check(args: argparse.Namespace) -> int:
+    from hvd_online.commands.check import check_command
+
+    return check_command(load_with_flags(args))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hvd_online.commands.check import check_training_config
+    from hvd_online.commands.train import train_command
+
+    config = load_with_flags(args)
+    return train_command(config, check_training_config(config))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hvd_online.commands.check import check_training_config
+    from hvd_online.commands.run import run_command
+
+    config = load_with_flags(args)
+    plan = rank_plan(args, config)
+    check_training_config(config)  # before a broker, a producer or a rank starts
+    return run_command(args.config, collect_overrides(args), config, plan,
+                       produce=not args.no_produce)
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from hvd_online.commands.produce import produce
+
+    config = load_with_flags(args)
+    if not config.stream.url:
+        log.error("produce needs --url (or stream.url): the broker must already run")
+        return 2
+    produce(config, config.stream.url, args.count, args.rate)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hvd_online.commands.export import export_model
+
+    export_model(load_with_flags(args), Path(args.out),
+                 Path(args.checkpoint) if args.checkpoint else None)
+    return 0
+
+
+def _broker(args: argparse.Namespace) -> int:
+    import signal
+
+    from streams.pulsar.broker import EmbeddedBroker
+
+    # kill -15 must stop the broker child too (it runs in its own session)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.host in ("0.0.0.0", "::", ""):  # noqa: S104 - the check itself
+        log.error("--host must be an address the clients can reach: pulsar-lite "
+                  "advertises it to them in topic lookups")
+        return 2
+    with EmbeddedBroker(args.data_dir, port=args.port, host=args.host) as broker:
+        print(f"pulsar-lite broker at {broker.url} (Ctrl-C stops it)", flush=True)
+        while broker.process and broker.process.poll() is None:
+            time.sleep(0.5)
+    return 0
+
+
+COMMANDS = {"check": _check, "train": _train, "run": _run, "produce": _produce,
+            "export": _export, "broker": _broker}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stdout)
     try:
-        if args.command == "check":
-            from hvd_online.commands.check import check_command
-
-            return check_command(load_with_flags(args))
-        if args.command == "train":
-            from hvd_online.commands.check import check_training_config
-            from hvd_online.commands.train import train_command
-
-            config = load_with_flags(args)
-            return train_command(config, check_training_config(config))
-        if args.command == "run":
-            from hvd_online.commands.check import check_training_config
-            from hvd_online.commands.run import run_command
-
-            config = load_with_flags(args)
-            plan = rank_plan(args, config)
-            check_training_config(config)
-            return run_command(args.config, collect_overrides(args), config, plan,
-                               produce=not args.no_produce)
-        if args.command == "produce":
-            from hvd_online.commands.produce import produce
-
-            config = load_with_flags(args)
-            if not config.stream.url:
-                log.error("produce needs --url (or stream.url): the broker must already run")
-                return 2
-            produce(config, config.stream.url, args.count, args.rate)
-            return 0
-        if args.command == "export":
-            from pathlib import Path
-
-            from hvd_online.commands.export import export_model
-
-            export_model(load_with_flags(args), Path(args.out),
-                         Path(args.checkpoint) if args.checkpoint else None)
-            return 0
-        if args.command == "broker":
-            import signal
-
-            from streams.pulsar.broker import EmbeddedBroker
-
-            # kill -15 must stop the broker child too (it runs in its own session)
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            if args.host in ("0.0.0.0", "::", ""):  # noqa: S104 - the check itself
-                log.error("--host must be an address the clients can reach: pulsar-lite "
-                          "advertises it to them in topic lookups")
-                return 2
-            with EmbeddedBroker(args.data_dir, port=args.port, host=args.host) as broker:
-                print(f"pulsar-lite broker at {broker.url} (Ctrl-C stops it)", flush=True)
-                while broker.process and broker.process.poll() is None:
-                    time.sleep(0.5)
-            return 0
+        return COMMANDS[args.command](args)
     except (ConfigError, TemplateError, AssignmentError) as err:
         # permanent: the same config fails the same way, so nobody should retry it
         log.error("config error: %s", err)
@@ -209,7 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    return 2
 
 
 if __name__ == "__main__":

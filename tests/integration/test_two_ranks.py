@@ -1,10 +1,13 @@
 """Two real Horovod ranks train from a real pulsar-lite broker."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from hvd_online.errors import CONFIG_ERROR_EXIT
 from hvd_online.state.run_dir import RunLayout
 from tests.integration.harness import (
     produce_from,
@@ -93,3 +96,18 @@ def test_fewer_partitions_than_ranks_is_a_clear_error(broker, topic, tmp_path):
     run = run_ranks(config, "train.max_steps=5", timeout=120)
     assert run.returncode != 0
     assert "topic has 1 partition(s) but 2 ranks" in run.output
+
+
+def test_a_config_error_the_ranks_find_is_not_relaunched(topic, tmp_path):
+    """`hvd-online run` with restarts: the ranks find 1 partition for 2 ranks only once
+    running; a relaunch would fail the same way, so there is none (exit 78, the config
+    error's code)."""
+    config = write_config(tmp_path, "", topic, partitions=1)
+    done = subprocess.run([sys.executable, "-m", "hvd_online.cli", "run", str(config), "-np",
+                           "2", "--max-restarts", "2", "--no-produce"], capture_output=True,
+                          text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == CONFIG_ERROR_EXIT, output[-3000:]
+    assert "topic has 1 partition(s) but 2 ranks" in output
+    assert "training refused its config" in output
+    assert "launch 1 on" in output and "launch 2 on" not in output
