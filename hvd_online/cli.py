@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -153,7 +154,24 @@ def _train(args: argparse.Namespace) -> int:
     from hvd_online.commands.train import train_command
 
     config = load_with_flags(args)
-    return train_command(config, check_training_config(config))
+    code = train_command(config, check_training_config(config))
+    end_rank(code)
+    return code  # not reached
+
+
+def end_rank(code: int) -> None:
+    """A rank that finished its work (final checkpoint, summary, everything closed) leaves
+    without the interpreter's finalisation: native libraries' destructors (TensorFlow, Gloo,
+    the Pulsar client) have nothing left to do there, and are where exits crash. Seen in a CI
+    run: a rank wrote its final checkpoint, then died by a signal (ssh exit 255), and the
+    supervisor relaunched a finished job."""
+    from hvd_online.sync import collectives
+
+    collectives.shutdown()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -87,6 +87,12 @@ def broadcast_initial_state(model: keras.Model, optimizer: keras.optimizers.Opti
         variable.assign(hvd.broadcast(variable, root_rank=0, name=f"{name}_{i}"))
 
 
+def shutdown() -> None:
+    """Every rank's background thread stops at the same cycle (Horovod coordinates it), so
+    no rank is left mid-collective when another's process goes away."""
+    hvd.shutdown()
+
+
 def broadcast_object(obj: Any, root_rank: int = 0) -> Any:
     return hvd.broadcast_object(obj, root_rank=root_rank)
 
