@@ -41,6 +41,14 @@ def check_training_config(config: Config) -> Any:
         check_boostable(template.make_optimizer(config.train.learning_rate))
     for hook in config.train.step_hooks:
         load_object(hook["use"])
+    if config.train.sync_every > 1:
+        from hvd_online.model.dynamic_embedding import dynamic_tables
+
+        if dynamic_tables(template.build_model()):
+            msg = (f"train.sync_every = {config.train.sync_every} with a DynamicEmbedding in "
+                   "the model: its ID -> row map needs every step's IDs on every rank; set "
+                   "train.sync_every = 1")
+            raise ConfigError(msg)
     return template
 
 

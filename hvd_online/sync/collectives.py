@@ -15,6 +15,7 @@ from typing import Any
 
 import horovod.tensorflow as hvd
 import keras
+import numpy as np
 import tensorflow as tf
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,11 @@ def broadcast_object(obj: Any, root_rank: int = 0) -> Any:
 
 def allgather_object(obj: Any) -> list[Any]:
     return list(hvd.allgather_object(obj))
+
+
+def allgather_array(array: np.ndarray, name: str) -> np.ndarray:
+    """Every rank's `array` (lengths may differ), concatenated in rank order, on every rank."""
+    return hvd.allgather(tf.constant(array), name=name).numpy()
 
 
 def grouped_sum(tensors: list[tf.Tensor], name: str) -> list[tf.Tensor]:

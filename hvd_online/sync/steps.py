@@ -34,6 +34,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hvd_online.errors import ConfigError
+from hvd_online.model.dynamic_embedding import dynamic_tables
 from hvd_online.sync import collectives
 from hvd_online.sync.stats_vector import COUNT, HEAD, LOSS_SUM
 from hvd_online.sync.updates import apply_if_finite, prequential_gradients
@@ -85,7 +87,10 @@ class LockstepStep:
                  name: str = "hvd_online_step") -> None:
         model, optimizer = trainable.model, trainable.optimizer
         trainable_variables = model.trainable_variables
-        sources = collectives.tf_variables(trainable_variables)
+        self.tables = dynamic_tables(model)
+        self.optimizer, self.world_size, self.name = optimizer, world_size, name
+        tables = self.tables
+        sources = collectives.tf_variables(trainable_variables + [t.embeddings for t in tables])
 
         def reduce_across_ranks(grads: list[Any], stats: tf.Tensor) -> tuple[list[Any], tf.Tensor]:
             if world_size == 1:  # nothing to agree on: no collective, no Horovod cycle wait
@@ -103,7 +108,7 @@ class LockstepStep:
             mine = tf.concat([tf.stack([loss_sum, metric_sum, count]), local_stats], 0)
             grads, stats = reduce_across_ranks(grads, mine)
             applied, _ = apply_if_finite(optimizer, grads, stats[COUNT], stats[LOSS_SUM],
-                                         trainable_variables)
+                                         trainable_variables, tables)
             return stats, applied
 
         # Called as a concrete function: the tf.function's dispatch (signature binding, cache
@@ -112,10 +117,23 @@ class LockstepStep:
 
     def step(self, x: np.ndarray, y: np.ndarray,
              local: Callable[[], np.ndarray]) -> Outcome:
+        if self.tables:
+            self._admit(x)
         stats, applied = self._step(tf.constant(x), tf.constant(y), tf.constant(local()))
         summed = stats.numpy()
         skipped = int(summed[COUNT] > 0 and not bool(applied))
         return Outcome(summed, bool(applied), bool(applied), skipped)
+
+    def _admit(self, x: np.ndarray) -> None:
+        """Every rank admits the same IDs in the same order: this step's IDs of every rank,
+        so the tables' ID -> row maps stay identical and the rows the gradients carry line up.
+        The optimizer's step count is the clock (equal everywhere, checkpointed)."""
+        step = int(self.optimizer.iterations.numpy()) + 1
+        for i, table in enumerate(self.tables):
+            ids = np.ascontiguousarray(x[:, table.column], np.int64)
+            if self.world_size > 1:
+                ids = collectives.allgather_array(ids, f"{self.name}_ids_{i}")
+            table.admit(ids, step)
 
 
 def weighted_mean(values: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -130,6 +148,11 @@ class LocalSGD:
     def __init__(self, trainable: Trainable, stats_len: int, world_size: int, every: int,
                  name: str = "hvd_online_average") -> None:
         model, optimizer = trainable.model, trainable.optimizer
+        if dynamic_tables(model):
+            msg = ("DynamicEmbedding needs train.sync_every = 1: its ID -> row map stays equal "
+                   "on every rank only if every step's IDs reach every rank, a collective per "
+                   "step, which is what local SGD avoids")
+            raise ConfigError(msg)
         self.every = every
         self._steps = 0
         optimizer.build(model.trainable_variables)

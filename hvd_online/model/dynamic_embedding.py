@@ -1,0 +1,222 @@
+"""Embeddings for unbounded IDs (users, items, ads): an ID gets its own row the first time it
+is seen often enough, rows of IDs gone quiet are reused, and the table never outgrows
+`capacity` rows. Monolith's collisionless table, in the shape of a Keras layer.
+
+    user = DynamicEmbedding(dim=32, capacity=200_000, column=0)(x)   # x: int64 IDs, (n, k)
+
+- Row 0 is the shared default row: an ID maps to it until it has been seen `min_count` times
+  (counted in a count-min sketch, so unseen IDs cost no memory), and when the table is full
+  with nothing evictable (counted as `full`).
+- Eviction: when the table is full, the least recently seen row whose ID was not seen for
+  `ttl_steps` steps is reused; its weights are drawn afresh and its optimizer slots zeroed.
+- Sparse updates: the table is not one of the optimizer's variables. Its gradient rows are
+  applied by a lazy Adam of its own (`apply_sparse`): only touched rows move, with Adam's
+  moments kept per row.
+- Every piece of the table's state is a variable of the layer: the ID of each row, when each
+  row was last seen, the sorted ID -> row index the forward pass searches, the sketch and the
+  counters. So it travels with the weights: checkpoints, the initial broadcast, the weight
+  digest that shows ranks in sync, the console's predictor and every SavedModel (TF-Serving
+  takes raw IDs; an unknown ID gets the default row).
+- Consistent on every rank: `admit` must see the same IDs in the same order on every rank.
+  The lockstep synchroniser allgathers each step's IDs and every rank admits the union, in
+  sorted order (hvd_online/sync/steps.py). Local SGD is refused: it would need that collective
+  every step, which is what it exists to avoid.
+
+>>> layer = DynamicEmbedding(dim=2, capacity=2, column=0, ttl_steps=1)
+>>> _ = layer(np.array([[7], [8]]))
+>>> layer.admit(np.array([7, 8]), step=1).tolist()       # rows of 7 and 8
+[1, 2]
+>>> layer.admit(np.array([9]), step=1).tolist()          # full, nothing quiet long enough
+[0]
+>>> layer.admit(np.array([9, 8]), step=3).tolist()       # 7 went quiet: its row goes to 9
+[1, 2]
+>>> layer.counters()
+{'size': 2, 'inserts': 3, 'evictions': 1, 'default_hits': 1, 'full': 1}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+#: padding of the sorted index: larger than any ID, so searches land before it
+NO_ID = np.iinfo(np.int64).max
+SKETCH_DEPTH = 4
+#: counters kept in the `stats` variable, in this order
+COUNTERS = ("inserts", "evictions", "default_hits", "full")
+_PRIMES = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                    0x27D4EB2F165667C5], dtype=np.uint64)
+
+
+class DynamicEmbedding(keras.layers.Layer):
+    def __init__(self, dim: int, capacity: int, column: int, min_count: int = 1,
+                 ttl_steps: int = 10_000, seed: int = 0, sketch_width: int = 1 << 16,
+                 **kwargs: Any) -> None:
+        """`column`: which column of the model's int64 ID input this table reads (the
+        synchroniser admits that column's IDs before each step)."""
+        super().__init__(**kwargs)
+        if capacity < 1 or dim < 1 or min_count < 1 or ttl_steps < 0:
+            msg = (f"DynamicEmbedding needs dim >= 1, capacity >= 1, min_count >= 1 and "
+                   f"ttl_steps >= 0, got {dim}, {capacity}, {min_count}, {ttl_steps}")
+            raise ValueError(msg)
+        self.dim, self.capacity, self.column = dim, capacity, column
+        self.min_count, self.ttl_steps, self.seed = min_count, ttl_steps, seed
+        self.sketch_width = sketch_width if min_count > 1 else 1
+
+    def build(self, input_shape: Any) -> None:
+        rows = self.capacity + 1
+
+        def state(name: str, shape: tuple[int, ...], dtype: str) -> Any:
+            return self.add_weight(name=name, shape=shape, dtype=dtype, trainable=False,
+                                   initializer="zeros")
+
+        self.embeddings = state("embeddings", (rows, self.dim), "float32")
+        self.slot_m = state("adam_m", (rows, self.dim), "float32")
+        self.slot_v = state("adam_v", (rows, self.dim), "float32")
+        self.row_ids = state("row_ids", (rows,), "int64")
+        self.last_seen = state("last_seen", (rows,), "int64")
+        self.sorted_ids = state("sorted_ids", (self.capacity,), "int64")
+        self.sorted_rows = state("sorted_rows", (self.capacity,), "int32")
+        self.sketch = state("sketch", (SKETCH_DEPTH, self.sketch_width), "int32")
+        self.stats = state("stats", (len(COUNTERS),), "int64")
+        self.row_ids.assign(np.full(rows, -1, np.int64))
+        self.sorted_ids.assign(np.full(self.capacity, NO_ID, np.int64))
+        self.embeddings.assign(self._fresh_rows(np.arange(rows), step=0))
+
+    # -- the forward pass: raw IDs -> rows -> vectors ---------------------------------------
+
+    def rows_of(self, ids: tf.Tensor) -> tf.Tensor:
+        ids = tf.cast(ids, tf.int64)
+        at = tf.minimum(tf.searchsorted(self.sorted_ids.value, ids), self.capacity - 1)
+        found = tf.equal(tf.gather(self.sorted_ids.value, at), ids)
+        return tf.where(found, tf.gather(self.sorted_rows.value, at), 0)
+
+    def call(self, ids: Any) -> Any:
+        ids = tf.convert_to_tensor(ids)
+        if len(ids.shape) > 1:  # the model's whole ID input: this table's column of it
+            ids = ids[:, self.column]
+        return tf.gather(self.embeddings.value, self.rows_of(ids))
+
+    # -- admission (eager, between steps; the same IDs on every rank) -----------------------
+
+    def admit(self, ids: np.ndarray, step: int) -> np.ndarray:
+        """Sight `ids` at `step`: known IDs are refreshed, new ones seen `min_count` times get
+        a row (a free one, else an evicted one). Returns the row of each of `ids`."""
+        unique, seen = np.unique(np.asarray(ids, np.int64), return_counts=True)
+        row_ids, last_seen = self.row_ids.numpy(), self.last_seen.numpy()
+        stats = self.stats.numpy()
+        rows = self._known_rows(unique)
+        last_seen[rows[rows > 0]] = step
+        new = unique[rows == 0]
+        if len(new) and self.min_count > 1:
+            new = new[self._sighted(new, seen[rows == 0]) >= self.min_count]
+        fresh = []
+        for new_id in new.tolist():
+            row = self._free_or_evictable(row_ids, last_seen, step)
+            if row == 0:
+                stats[COUNTERS.index("full")] += 1
+                continue
+            if row_ids[row] >= 0:
+                stats[COUNTERS.index("evictions")] += 1
+            row_ids[row], last_seen[row] = new_id, step
+            stats[COUNTERS.index("inserts")] += 1
+            fresh.append(row)
+        if fresh:
+            self._reset_rows(np.array(fresh), step)
+            self._write_index(row_ids)
+        self.row_ids.assign(row_ids)
+        self.last_seen.assign(last_seen)
+        mine = self._known_rows(np.asarray(ids, np.int64))
+        stats[COUNTERS.index("default_hits")] += int(np.sum(mine == 0))
+        self.stats.assign(stats)
+        return mine
+
+    def _known_rows(self, ids: np.ndarray) -> np.ndarray:
+        return self.rows_of(tf.constant(ids, tf.int64)).numpy()
+
+    def _free_or_evictable(self, row_ids: np.ndarray, last_seen: np.ndarray, step: int) -> int:
+        """A free row, else the least recently seen one quiet for `ttl_steps` (lowest row on a
+        tie), else 0."""
+        free = np.flatnonzero(row_ids[1:] < 0)
+        if len(free):
+            return int(free[0]) + 1
+        row = int(np.argmin(last_seen[1:])) + 1
+        return row if step - last_seen[row] >= self.ttl_steps else 0
+
+    def _sighted(self, ids: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Count these sightings in the sketch; each ID's count so far (an upper bound)."""
+        sketch = self.sketch.numpy()
+        cells = self._cells(ids)
+        for depth in range(SKETCH_DEPTH):
+            np.add.at(sketch[depth], cells[depth], times.astype(np.int32))
+        self.sketch.assign(sketch)
+        return np.min([sketch[d][cells[d]] for d in range(SKETCH_DEPTH)], axis=0)
+
+    def _cells(self, ids: np.ndarray) -> np.ndarray:
+        mixed = ids.astype(np.uint64)[None, :] * _PRIMES[:, None]
+        return ((mixed >> np.uint64(17)) % np.uint64(self.sketch_width)).astype(np.int64)
+
+    def _write_index(self, row_ids: np.ndarray) -> None:
+        owned = np.flatnonzero(row_ids >= 0)
+        order = np.argsort(row_ids[owned], kind="stable")
+        sorted_ids = np.full(self.capacity, NO_ID, np.int64)
+        sorted_rows = np.zeros(self.capacity, np.int32)
+        sorted_ids[: len(owned)] = row_ids[owned][order]
+        sorted_rows[: len(owned)] = owned[order]
+        self.sorted_ids.assign(sorted_ids)
+        self.sorted_rows.assign(sorted_rows)
+
+    def _fresh_rows(self, rows: np.ndarray, step: int) -> np.ndarray:
+        """Initial weights of `rows`: the same on every rank (seeded by step and row)."""
+        out = np.empty((len(rows), self.dim), np.float32)
+        for i, row in enumerate(rows.tolist()):
+            rng = np.random.default_rng([self.seed, step, row])
+            out[i] = rng.uniform(-0.05, 0.05, self.dim)
+        return out
+
+    def _reset_rows(self, rows: np.ndarray, step: int) -> None:
+        indices = tf.constant(rows[:, None], tf.int64)
+        self.embeddings.value.scatter_nd_update(indices, self._fresh_rows(rows, step))
+        zeros = tf.zeros((len(rows), self.dim), tf.float32)
+        self.slot_m.value.scatter_nd_update(indices, zeros)
+        self.slot_v.value.scatter_nd_update(indices, zeros)
+
+    # -- the update: lazy Adam on the touched rows only -------------------------------------
+
+    def apply_sparse(self, grad: Any, learning_rate: Any, iteration: Any, beta_1: float = 0.9,
+                     beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
+        """Inside the step's tf.function: `grad` (IndexedSlices of the table, already divided
+        by the global sample count) moves only the rows it touches."""
+        if not isinstance(grad, tf.IndexedSlices):
+            grad = tf.IndexedSlices(grad, tf.range(tf.shape(grad)[0]), tf.shape(grad))
+        rows, where = tf.unique(tf.cast(grad.indices, tf.int64))
+        g = tf.math.unsorted_segment_sum(grad.values, where, tf.shape(rows)[0])
+        index = rows[:, None]
+        t = tf.cast(iteration, tf.float32) + 1.0
+        m = beta_1 * tf.gather(self.slot_m.value, rows) + (1 - beta_1) * g
+        v = beta_2 * tf.gather(self.slot_v.value, rows) + (1 - beta_2) * tf.square(g)
+        step = (tf.cast(learning_rate, tf.float32) * tf.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+                * m / (tf.sqrt(v) + epsilon))
+        self.slot_m.value.scatter_nd_update(index, m)
+        self.slot_v.value.scatter_nd_update(index, v)
+        self.embeddings.value.scatter_nd_sub(index, step)
+
+    def counters(self) -> dict[str, int]:
+        stats = self.stats.numpy()
+        size = int(np.sum(self.row_ids.numpy() >= 0))
+        return {"size": size, **{name: int(stats[i]) for i, name in enumerate(COUNTERS)}}
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "dim": self.dim, "capacity": self.capacity,
+                "column": self.column, "min_count": self.min_count,
+                "ttl_steps": self.ttl_steps, "seed": self.seed,
+                "sketch_width": self.sketch_width}
+
+
+def dynamic_tables(model: keras.Model) -> list[DynamicEmbedding]:
+    """The model's dynamic tables, in a fixed order (the same on every rank)."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, DynamicEmbedding)]

@@ -1,0 +1,151 @@
+"""The dynamic embedding table: sightings, eviction and re-initialisation, a full table,
+identical maps on ranks fed different IDs, restore mid-stream, sparse updates, and the
+lookup inside a SavedModel."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hvd_online.errors import ConfigError
+from hvd_online.model.dynamic_embedding import DynamicEmbedding, dynamic_tables
+from hvd_online.model.saved_model import write_saved_model
+from hvd_online.model.template import ModelTemplate
+from hvd_online.sync.steps import LocalSGD, LockstepStep, Trainable
+from streams.schema import Schema
+
+
+def table(**options) -> DynamicEmbedding:
+    layer = DynamicEmbedding(**{"dim": 3, "capacity": 4, "column": 0, **options})
+    layer(np.zeros((1, 1), np.int64))  # built
+    return layer
+
+
+class Ratings(ModelTemplate):
+    """user and item IDs -> a rating: dot product of their dynamic embeddings."""
+
+    loss, metric = "mse", "mae"
+
+    def __init__(self, capacity: int = 8) -> None:
+        self.capacity = capacity
+        self.schema = Schema.from_fields([("ids", "<i8", (2,)), ("y", "<f4")],
+                                         features="ids", label="y")
+
+    def build_model(self) -> keras.Model:
+        ids = keras.Input((2,), dtype="int64")
+        user = DynamicEmbedding(4, self.capacity, column=0, name="users")(ids)
+        item = DynamicEmbedding(4, self.capacity, column=1, name="items")(ids)
+        rating = keras.layers.Dot(axes=1)([user, item])
+        return keras.Model(ids, keras.layers.Dense(1)(rating))
+
+
+def test_an_id_gets_its_own_row_after_min_count_sightings():
+    layer = table(min_count=3)
+    assert layer.admit(np.array([5, 5]), step=1).tolist() == [0, 0]  # 2 sightings
+    assert layer.admit(np.array([6]), step=1).tolist() == [0]
+    assert layer.admit(np.array([5]), step=2).tolist() == [1]  # the 3rd: its own row
+    assert layer.counters()["size"] == 1 and layer.counters()["default_hits"] == 3
+
+
+def test_eviction_takes_the_least_recently_seen_quiet_row_and_reinitialises_it():
+    layer = table(capacity=3, ttl_steps=2)
+    for step, new_id in enumerate([10, 11, 12], start=1):
+        layer.admit(np.array([new_id]), step)
+    layer.admit(np.array([11]), step=4)  # 10 is now the least recently seen
+    before = layer.embeddings.numpy().copy()
+    layer.slot_m.assign(np.ones_like(layer.slot_m.numpy()))
+    assert layer.admit(np.array([13]), step=5).tolist() == [1], "row of 10 (seen at step 1)"
+    assert layer.rows_of(tf.constant([10, 11, 12, 13], tf.int64)).numpy().tolist() == [0, 2, 3, 1]
+    after = layer.embeddings.numpy()
+    assert not np.allclose(after[1], before[1]) and np.allclose(after[2:], before[2:])
+    np.testing.assert_array_equal(after[1], layer._fresh_rows(np.array([1]), step=5)[0])
+    assert layer.slot_m.numpy()[1].tolist() == [0, 0, 0] and layer.slot_m.numpy()[2].sum() == 3
+    assert layer.counters()["evictions"] == 1
+
+
+def test_a_full_table_with_nothing_quiet_sends_new_ids_to_the_default_row():
+    layer = table(capacity=2, ttl_steps=100)
+    layer.admit(np.array([1, 2]), step=1)
+    assert layer.admit(np.array([3, 4]), step=2).tolist() == [0, 0]
+    counters = layer.counters()
+    assert counters["full"] == 2 and counters["size"] == 2 and counters["default_hits"] == 2
+
+
+def test_ranks_fed_different_ids_keep_identical_tables():
+    """What the lockstep step does: each rank admits every rank's IDs of the step (allgathered,
+    in rank order); the map must not depend on which rank saw what."""
+    rank0, rank1 = table(capacity=5, ttl_steps=1), table(capacity=5, ttl_steps=1)
+    rng = np.random.default_rng(0)
+    for step in range(1, 30):
+        mine, theirs = rng.integers(0, 40, 6), rng.integers(0, 40, 6)
+        rank0.admit(np.concatenate([mine, theirs]), step)
+        rank1.admit(np.concatenate([theirs, mine]), step)
+    for a, b in zip(rank0.get_weights(), rank1.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert rank0.counters()["evictions"] > 0
+
+
+def test_restored_mid_stream_it_continues_exactly():
+    stream = [np.random.default_rng(s).integers(0, 30, 8) for s in range(20)]
+    live = table(capacity=6, ttl_steps=2, min_count=2)
+    for step, ids in enumerate(stream[:10], start=1):
+        live.admit(ids, step)
+    restored = table(capacity=6, ttl_steps=2, min_count=2)
+    restored.set_weights(live.get_weights())  # what a checkpoint carries
+    for step, ids in enumerate(stream[10:], start=11):
+        assert live.admit(ids, step).tolist() == restored.admit(ids, step).tolist()
+    assert live.counters() == restored.counters()
+
+
+def trained_step(template: Ratings, x: np.ndarray, y: np.ndarray) -> keras.Model:
+    model = template.build_model()
+    optimizer = keras.optimizers.Adam(0.05)
+    optimizer.build(model.trainable_variables)
+    schema = template.schema
+    step = LockstepStep(Trainable(
+        model, optimizer, template.per_sample_loss, template.per_sample_metric,
+        tf.TensorSpec((None, 2), tf.int64), tf.TensorSpec((None,), tf.float32)), 0, 1)
+    assert schema.features == "ids"
+    step.step(x, y, lambda: np.zeros(0, np.float32))
+    return model, step
+
+
+def test_a_step_moves_only_the_rows_it_touched():
+    template = Ratings()
+    model = template.build_model()
+    users = dynamic_tables(model)[0]
+    keras.utils.set_random_seed(1)
+    x = np.array([[100, 7], [101, 8]], np.int64)
+    model, step = trained_step(template, x, np.array([1.0, 2.0], np.float32))
+    users = dynamic_tables(model)[0]
+    before = users.embeddings.numpy().copy()
+    step.step(np.array([[100, 7]], np.int64), np.array([1.0], np.float32),
+              lambda: np.zeros(0, np.float32))
+    after = users.embeddings.numpy()
+    moved = np.flatnonzero(np.any(after != before, axis=1)).tolist()
+    assert moved == [users.rows_of(tf.constant([100], tf.int64)).numpy()[0]]
+    assert np.count_nonzero(users.slot_v.numpy().sum(axis=1)) == 2, "slots kept per row"
+
+
+def test_local_sgd_refuses_dynamic_tables():
+    template = Ratings()
+    model = template.build_model()
+    optimizer = keras.optimizers.Adam(0.01)
+    with pytest.raises(ConfigError, match="sync_every = 1"):
+        LocalSGD(Trainable(model, optimizer, template.per_sample_loss,
+                           template.per_sample_metric, tf.TensorSpec((None, 2), tf.int64),
+                           tf.TensorSpec((None,), tf.float32)), 0, 2, every=4)
+
+
+def test_a_saved_model_takes_raw_ids_including_unseen_ones(tmp_path):
+    template = Ratings()
+    x = np.array([[1, 10], [2, 20], [3, 30]], np.int64)
+    model, _ = trained_step(template, x, np.array([1.0, 2.0, 3.0], np.float32))
+    write_saved_model(model, template, tmp_path / "version")
+    served = tf.saved_model.load(str(tmp_path / "version")).signatures["serving_default"]
+    queries = np.array([[1, 10], [3, 20], [999, 10], [1, 12345]], np.int64)  # last two unseen
+    got = next(iter(served(ids=tf.constant(queries)).values())).numpy()
+    np.testing.assert_allclose(got, model(queries).numpy(), rtol=1e-6)
+    default = dynamic_tables(model)[0].embeddings.numpy()[0]
+    rows = dynamic_tables(model)[0].rows_of(tf.constant([999], tf.int64)).numpy()
+    assert rows.tolist() == [0] and default.shape == (4,)
