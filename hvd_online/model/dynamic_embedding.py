@@ -104,11 +104,15 @@ class DynamicEmbedding(keras.layers.Layer):
 
     def admit(self, ids: np.ndarray, step: int) -> np.ndarray:
         """Sight `ids` at `step`: known IDs are refreshed, new ones seen `min_count` times get
-        a row (a free one, else an evicted one). Returns the row of each of `ids`."""
-        unique, seen = np.unique(np.asarray(ids, np.int64), return_counts=True)
-        row_ids, last_seen = self.row_ids.numpy(), self.last_seen.numpy()
-        stats = self.stats.numpy()
-        rows = self._known_rows(unique)
+        a row (a free one, else an evicted one). Returns the row of each of `ids`. In numpy
+        on copies of the variables, written back once (eager TensorFlow ops cost ~50 us each:
+        looking IDs up with them took 14 ms of a 16 ms step here)."""
+        ids = np.asarray(ids, np.int64)
+        unique, seen = np.unique(ids, return_counts=True)
+        row_ids, last_seen = self.row_ids.value.numpy(), self.last_seen.value.numpy()
+        index = self.sorted_ids.value.numpy(), self.sorted_rows.value.numpy()
+        stats = self.stats.value.numpy()
+        rows = self._lookup(index, unique)
         last_seen[rows[rows > 0]] = step
         new = unique[rows == 0]
         if len(new) and self.min_count > 1:
@@ -126,16 +130,19 @@ class DynamicEmbedding(keras.layers.Layer):
             fresh.append(row)
         if fresh:
             self._reset_rows(np.array(fresh), step)
-            self._write_index(row_ids)
-        self.row_ids.assign(row_ids)
-        self.last_seen.assign(last_seen)
-        mine = self._known_rows(np.asarray(ids, np.int64))
+            index = self._write_index(row_ids)
+            self.row_ids.value.assign(row_ids)
+        self.last_seen.value.assign(last_seen)
+        mine = self._lookup(index, ids)
         stats[COUNTERS.index("default_hits")] += int(np.sum(mine == 0))
-        self.stats.assign(stats)
+        self.stats.value.assign(stats)
         return mine
 
-    def _known_rows(self, ids: np.ndarray) -> np.ndarray:
-        return self.rows_of(tf.constant(ids, tf.int64)).numpy()
+    def _lookup(self, index: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> np.ndarray:
+        """`rows_of` in numpy, on the index's arrays."""
+        sorted_ids, sorted_rows = index
+        at = np.minimum(np.searchsorted(sorted_ids, ids), self.capacity - 1)
+        return np.where(sorted_ids[at] == ids, sorted_rows[at], 0)
 
     def _free_or_evictable(self, row_ids: np.ndarray, last_seen: np.ndarray, step: int) -> int:
         """A free row, else the least recently seen one quiet for `ttl_steps` (lowest row on a
@@ -148,26 +155,27 @@ class DynamicEmbedding(keras.layers.Layer):
 
     def _sighted(self, ids: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Count these sightings in the sketch; each ID's count so far (an upper bound)."""
-        sketch = self.sketch.numpy()
+        sketch = self.sketch.value.numpy()
         cells = self._cells(ids)
         for depth in range(SKETCH_DEPTH):
             np.add.at(sketch[depth], cells[depth], times.astype(np.int32))
-        self.sketch.assign(sketch)
+        self.sketch.value.assign(sketch)
         return np.min([sketch[d][cells[d]] for d in range(SKETCH_DEPTH)], axis=0)
 
     def _cells(self, ids: np.ndarray) -> np.ndarray:
         mixed = ids.astype(np.uint64)[None, :] * _PRIMES[:, None]
         return ((mixed >> np.uint64(17)) % np.uint64(self.sketch_width)).astype(np.int64)
 
-    def _write_index(self, row_ids: np.ndarray) -> None:
+    def _write_index(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         owned = np.flatnonzero(row_ids >= 0)
         order = np.argsort(row_ids[owned], kind="stable")
         sorted_ids = np.full(self.capacity, NO_ID, np.int64)
         sorted_rows = np.zeros(self.capacity, np.int32)
         sorted_ids[: len(owned)] = row_ids[owned][order]
         sorted_rows[: len(owned)] = owned[order]
-        self.sorted_ids.assign(sorted_ids)
-        self.sorted_rows.assign(sorted_rows)
+        self.sorted_ids.value.assign(sorted_ids)
+        self.sorted_rows.value.assign(sorted_rows)
+        return sorted_ids, sorted_rows
 
     def _fresh_rows(self, rows: np.ndarray, step: int) -> np.ndarray:
         """Initial weights of `rows`: the same on every rank (seeded by step and row)."""

@@ -1,0 +1,58 @@
+"""Ratings from user and movie IDs: a biased matrix factorisation whose user and movie rows
+live in DynamicEmbedding tables, so a user or a movie seen for the first time mid-stream gets
+a row of its own (and rows of those gone quiet are reused once the table is full).
+
+    rating = mean + b_user + b_movie + <p_user, q_movie>
+"""
+
+from __future__ import annotations
+
+import keras
+
+from hvd_online.model.dynamic_embedding import DynamicEmbedding
+from hvd_online.model.template import ModelTemplate
+from streams.schema import Schema
+
+
+class GlobalBias(keras.layers.Layer):
+    """A trainable scalar added to its input, starting at the ratings' usual mean."""
+
+    def __init__(self, start: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+
+    def build(self, input_shape) -> None:
+        self.bias = self.add_weight(name="bias", shape=(), initializer=keras.initializers.
+                                    Constant(self.start))
+
+    def call(self, x):
+        return x + self.bias
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "start": self.start}
+
+
+class RatingMF(ModelTemplate):
+    loss = "mse"
+    metric = "mae"
+
+    def __init__(self, dim: int = 32, capacity: int = 4096, ttl_steps: int = 1_000_000,
+                 min_count: int = 1, mean: float = 3.5) -> None:
+        self.dim, self.capacity, self.ttl_steps = dim, capacity, ttl_steps
+        self.min_count, self.mean = min_count, mean
+        self.schema = Schema.from_fields(
+            [("key", "<i8"), ("ids", "<i8", (2,)), ("rating", "<f4")],
+            features="ids", label="rating", key="key")
+
+    def build_model(self) -> keras.Model:
+        ids = keras.Input((2,), dtype="int64", name="ids")
+
+        def table(dim: int, column: int, name: str) -> DynamicEmbedding:
+            return DynamicEmbedding(dim, self.capacity, column=column, name=name,
+                                    ttl_steps=self.ttl_steps, min_count=self.min_count)
+
+        user, movie = table(self.dim, 0, "user")(ids), table(self.dim, 1, "movie")(ids)
+        user_bias, movie_bias = table(1, 0, "user_bias")(ids), table(1, 1, "movie_bias")(ids)
+        dot = keras.layers.Dot(axes=1)([user, movie])
+        rating = keras.layers.Add()([dot, user_bias, movie_bias])
+        return keras.Model(ids, GlobalBias(self.mean)(rating))
