@@ -110,4 +110,12 @@ def allgather_array(array: np.ndarray, name: str) -> np.ndarray:
 def grouped_sum(tensors: list[tf.Tensor], name: str) -> list[tf.Tensor]:
     """One grouped allreduce (sum) of `tensors`: negotiated and fused together. Inside a
     tf.function, on every rank in the same order."""
-    return hvd.grouped_allreduce(tensors, op=hvd.Sum, name=name)
+    # Sparse ones first: Horovod 0.28.1's grouped_allreduce pairs each allgathered
+    # IndexedSlices with the dense_shape of the tensor at the same position of the whole list
+    # (`zip(new_values, new_indices, tensors)`), which is right only when they lead it.
+    order = sorted(range(len(tensors)), key=lambda i: not isinstance(tensors[i], tf.IndexedSlices))
+    reduced = hvd.grouped_allreduce([tensors[i] for i in order], op=hvd.Sum, name=name)
+    out: list[tf.Tensor] = [None] * len(tensors)  # type: ignore[list-item]
+    for position, i in enumerate(order):
+        out[i] = reduced[position]
+    return out
