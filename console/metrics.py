@@ -55,6 +55,14 @@ class RunMetrics:
         self.checkpoint_failures = counter("checkpoint_failures",
                                            "Checkpoints the disk refused (full, read-only)")
         self.drift = counter("drift_events", "Drift flags and the responses taken", ("action",))
+        self.table_rows = gauge("table_rows", "Rows owned by IDs in a dynamic embedding table",
+                                ("table",))
+        self.table_events = {
+            name: counter(f"table_{name}", doc, ("table",)) for name, doc in (
+                ("inserts", "IDs given a row of their own in a dynamic embedding table"),
+                ("evictions", "Rows of quiet IDs reused for new ones"),
+                ("default_hits", "Lookups answered by the shared default row"),
+                ("full", "New IDs left on the default row: the table was full, none quiet"))}
         self.predict_latency = Histogram(
             "hvd_online_predict_latency_seconds", "Predict route latency, validation to reply",
             buckets=PREDICT_BUCKETS, registry=registry)
@@ -99,6 +107,10 @@ class RunMetrics:
         if report.get("checkpoint"):
             self._checkpoint_at = time.time()
         self._observe_join(report.get("join"))
+        for table, counts in (report.get("tables") or {}).items():
+            self.table_rows.labels(table).set(counts["size"])
+            for name, family in self.table_events.items():
+                self._advance(family.labels(table), f"table:{table}:{name}", counts[name])
 
     def _observe_join(self, join: dict[str, dict[str, float]] | None) -> None:
         """The event/label join's figures, by kind: what waits now is a gauge; this step's

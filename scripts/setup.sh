@@ -63,6 +63,10 @@ fi
 log "installing hvd-online (editable)"
 "${pip[@]}" install --no-deps --no-build-isolation -e "$repo"
 
+# real data, from a package registry, cached outside the checkout (never committed):
+# MovieLens-100K out of the recbole 1.2.1 wheel (examples/movielens/data.py)
+log "MovieLens-100K in $(cd "$repo" && "$venv/bin/python" -m examples.movielens.data)"
+
 if [ "${HVD_ONLINE_BROWSER:-1}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   log "installing Debian chromium for browser tests"
   if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi

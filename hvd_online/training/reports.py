@@ -36,6 +36,9 @@ class StepReport:
     delayed_loss: float = math.nan
     delayed_metric: float = math.nan
     join: dict[str, dict[str, float]] | None = None
+    #: dynamic embedding tables by layer name: rows owned and running totals of inserts,
+    #: evictions, default-row hits and IDs left out by a full table (equal on every rank)
+    tables: dict[str, dict[str, int]] | None = None
     #: the drift detector flagged this step
     drift: bool = False
     #: what the drift response did at this step: "boost", "challenger" (started), "promoted"

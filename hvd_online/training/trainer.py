@@ -27,6 +27,7 @@ from hvd_online.config import Config
 from hvd_online.drift.detectors import Signal
 from hvd_online.drift.response import Challenger, DriftResponse, Response, make_detector
 from hvd_online.inputs.batch import Batch, StepInput
+from hvd_online.model.dynamic_embedding import dynamic_tables
 from hvd_online.model.state import weights_digest
 from hvd_online.model.template import ModelTemplate, build_model
 from hvd_online.state.checkpoint import Resume
@@ -70,6 +71,8 @@ class OnlineTrainer:
             tf.TensorSpec((None, *schema.feature_shape), schema.dtype[schema.features].base),
             tf.TensorSpec((None, *schema.label_shape), schema.dtype[schema.label].base))
         self.drift = self._make_drift_response(trainable)
+        #: dynamic embedding tables, whose counters each report carries
+        self.tables = dynamic_tables(self.model)
         self.checkpoints = CheckpointManager(
             RunLayout.of(config).checkpoints, config.checkpoint, world, self.model,
             self.optimizer, self.sources, shared={"drift": self.drift} if self.drift else {},
@@ -183,6 +186,7 @@ class OnlineTrainer:
                 samples_per_s=self._recent_rate(), skipped_steps=self.progress.skipped_steps,
                 checkpoint=checkpoint, stopped=stopped,
                 checkpoint_failures=self.checkpoints.failures,
+                tables={t.name: t.counters() for t in self.tables} or None,
                 **self._drift_fields(response), **fields)
             if stopped:
                 return

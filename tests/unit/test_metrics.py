@@ -64,3 +64,14 @@ def test_partition_gauges_use_base_units():
     seen = values(metrics)
     assert seen[("hvd_online_partition_lag_seconds", ("partition", "0"))] == 2.5
     assert seen[("hvd_online_partition_backlog_messages", ("partition", "1"))] == 0
+
+
+def test_dynamic_tables_become_labelled_gauges_and_counters():
+    metrics = RunMetrics(serving_version=lambda: 0)
+    counts = {"size": 10, "inserts": 12, "evictions": 2, "default_hits": 5, "full": 0}
+    metrics.observe(report(1, 32, tables={"user": counts}))
+    metrics.observe(report(2, 64, tables={"user": {**counts, "size": 11, "inserts": 14}}))
+    seen = values(metrics)
+    assert seen[("hvd_online_table_rows", ("table", "user"))] == 11
+    assert seen[("hvd_online_table_inserts_total", ("table", "user"))] == 14  # running totals follow
+    assert seen[("hvd_online_table_evictions_total", ("table", "user"))] == 2
