@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     last = result["curve"][-1]
-    print(f"{result['distinct_ids']:,} distinct IDs; table rows {last['size']:,} of {args.capacity:,}; inserts {last['inserts']:,}, "
+    print(f"{result['distinct_ids']:,} distinct IDs; table rows {last['size']:,} of "
+          f"{args.capacity:,}; inserts {last['inserts']:,}, "
           f"evictions {last['evictions']:,}; RSS spread over the last half "
           f"{100 * result['rss_spread_last_half']:.1f}%; head MSE at the end {last['head_mse']}")
     return 0
