@@ -73,5 +73,5 @@ def test_dynamic_tables_become_labelled_gauges_and_counters():
     metrics.observe(report(2, 64, tables={"user": {**counts, "size": 11, "inserts": 14}}))
     seen = values(metrics)
     assert seen[("hvd_online_table_rows", ("table", "user"))] == 11
-    assert seen[("hvd_online_table_inserts_total", ("table", "user"))] == 14  # running totals follow
+    assert seen[("hvd_online_table_inserts_total", ("table", "user"))] == 14  # running totals
     assert seen[("hvd_online_table_evictions_total", ("table", "user"))] == 2
