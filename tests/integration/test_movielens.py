@@ -25,6 +25,7 @@ from tests.integration.harness import (
     start_ranks,
     wait_until,
 )
+from tests.integration.test_recovery import newest_checkpoint_step
 
 pytestmark = pytest.mark.integration
 
@@ -62,12 +63,6 @@ generator = "{EXAMPLE / 'producer.py'}:generate"
 count = {count}
 """)
     return path
-
-
-def newest_checkpoint_step(tmp_path: Path) -> int:
-    found = load_latest_checkpoint(tmp_path / "run" / "checkpoints")
-    assert found is not None
-    return found.state.step
 
 
 def test_kill_9_mid_stream_then_restart_trains_every_rating_once(broker, topic, tmp_path):
