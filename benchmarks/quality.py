@@ -144,7 +144,9 @@ def read_back(url: str, topic: str, inputs: int, total: int) -> np.ndarray:
             for consumer in consumers:
                 try:
                     while True:
-                        payloads.append(consumer.receive(timeout_millis=200).data())
+                        message = consumer.receive(timeout_millis=200)
+                        consumer.acknowledge(message)  # unacknowledged, pulsar-lite redelivers
+                        payloads.append(message.data())
                         received += codec.count_samples(payloads[-1])
                 except pulsar.Timeout:
                     continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -54,10 +55,11 @@ def kept_ledger(ledger: Path, log: str) -> list[tuple[int, float | None]]:
 
 def read_topic(url: str, topic: str, partitions: int | None = 4) -> list[bytes]:
     """Every message of `topic` (of each of its partitions) once, oldest first, once nothing
-    publishes to it any more. Read by a consumer of its own until it has been quiet for
-    QUIET_S: a reader from the earliest position can stall for good on pulsar-lite 0.2.0 when
-    the first entry is a batch (see streams/pulsar/pulsar_source.py); pulsar-lite also
-    delivers some messages twice, so repeated message ids are dropped."""
+    publishes to it any more. Read by a consumer of its own, acknowledging as it goes, until
+    no new message came for QUIET_S: a reader from the earliest position can stall for good
+    on pulsar-lite 0.2.0 when the first entry is a batch (see streams/pulsar/pulsar_source.py),
+    and pulsar-lite delivers some messages twice, so repeated message ids are dropped (and do
+    not count as news)."""
     names = [partition_topic(topic, p) for p in range(partitions)] if partitions else [topic]
     client = pulsar.Client(url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
     out = []
@@ -66,14 +68,17 @@ def read_topic(url: str, topic: str, partitions: int | None = 4) -> list[bytes]:
             consumer = client.subscribe(name, f"soak-check-{uuid.uuid4()}",
                                         initial_position=pulsar.InitialPosition.Earliest)
             seen = set()
-            while True:
+            news = time.monotonic()
+            while time.monotonic() - news < QUIET_S:
                 try:
-                    message = consumer.receive(timeout_millis=int(QUIET_S * 1000))
+                    message = consumer.receive(timeout_millis=200)
                 except pulsar.Timeout:
-                    break
+                    continue
+                consumer.acknowledge(message)
                 if message_position(message.message_id()) not in seen:
                     seen.add(message_position(message.message_id()))
                     out.append(message.data())
+                    news = time.monotonic()
             consumer.unsubscribe()
     finally:
         client.close()
