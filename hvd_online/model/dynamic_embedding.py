@@ -152,7 +152,9 @@ class DynamicEmbedding(keras.layers.Layer):
         missing = wanted - len(free)
         if missing <= 0:
             return free
-        quiet = np.flatnonzero(step - last_seen[1:] >= self.ttl_steps) + 1
+        # owned rows only: every free row is taken already (and a free row looks quiet too)
+        quiet = np.flatnonzero((row_ids[1:] >= 0)
+                               & (step - last_seen[1:] >= self.ttl_steps)) + 1
         if len(quiet) > missing:
             quiet = quiet[np.argpartition(last_seen[quiet], missing - 1)[:missing]]
         quiet = quiet[np.lexsort((quiet, last_seen[quiet]))]

@@ -149,3 +149,16 @@ def test_a_saved_model_takes_raw_ids_including_unseen_ones(tmp_path):
     default = dynamic_tables(model)[0].embeddings.numpy()[0]
     rows = dynamic_tables(model)[0].rows_of(tf.constant([999], tf.int64)).numpy()
     assert rows.tolist() == [0] and default.shape == (4,)
+
+
+def test_the_step_that_fills_the_table_gives_each_new_id_a_row_of_its_own():
+    """More new IDs than free rows: the free rows go first, then quiet owned rows; a free row
+    is never handed out twice (it looks quiet too: never seen)."""
+    layer = table(capacity=4, ttl_steps=2)
+    layer.admit(np.array([1, 2]), step=1)  # rows 1, 2; rows 3, 4 free
+    rows = layer.admit(np.array([10, 11, 12, 13]), step=5)  # 2 free + 2 evicted
+    assert sorted(rows.tolist()) == [1, 2, 3, 4], "four IDs, four distinct rows"
+    looked_up = layer.rows_of(tf.constant([10, 11, 12, 13], tf.int64)).numpy()
+    assert looked_up.tolist() == rows.tolist(), "every new ID kept its row"
+    counters = layer.counters()
+    assert counters["inserts"] - counters["evictions"] == counters["size"] == 4
