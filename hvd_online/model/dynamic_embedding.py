@@ -220,9 +220,10 @@ class DynamicEmbedding(keras.layers.Layer):
         self.embeddings.value.scatter_nd_sub(index, step)
 
     def counters(self) -> dict[str, int]:
-        stats = self.stats.numpy()
-        size = int(np.sum(self.row_ids.numpy() >= 0))
-        return {"size": size, **{name: int(stats[i]) for i, name in enumerate(COUNTERS)}}
+        """Read for every step report: the rows owned are inserts that evicted no one, so
+        no pass over the table is needed."""
+        counts = dict(zip(COUNTERS, self.stats.value.numpy().tolist(), strict=True))
+        return {"size": counts["inserts"] - counts["evictions"], **counts}
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dim": self.dim, "capacity": self.capacity,

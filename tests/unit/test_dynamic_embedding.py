@@ -161,4 +161,4 @@ def test_the_step_that_fills_the_table_gives_each_new_id_a_row_of_its_own():
     looked_up = layer.rows_of(tf.constant([10, 11, 12, 13], tf.int64)).numpy()
     assert looked_up.tolist() == rows.tolist(), "every new ID kept its row"
     counters = layer.counters()
-    assert counters["inserts"] - counters["evictions"] == counters["size"] == 4
+    assert counters["size"] == int(np.sum(layer.row_ids.numpy() >= 0)) == 4
