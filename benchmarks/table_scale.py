@@ -37,19 +37,24 @@ def hidden_value(ids: np.ndarray) -> np.ndarray:
 
 
 def stream(events: int, ids: int, batch: int, seed: int = 0):
-    """Batches of (ids, labels, popularity ranks): Zipf ranks over a window of IDs that moves
-    across the whole ID space in ten jumps, so every tenth of the stream has a new head and
-    the old one goes quiet (long enough for the head to be learnt in between)."""
+    """Batches of (ids, labels, popularity ranks): half the events from Zipf ranks over a
+    window of IDs that moves across the whole ID space in ten jumps, so every tenth of the
+    stream has a new head and the old one goes quiet (long enough for the head to be learnt
+    in between); the other half a long tail that sweeps the whole ID space, so every ID
+    appears, most of them once or twice, as real ID streams have."""
     rng = np.random.default_rng(seed)
     window = ids // 5
+    tail = rng.permutation(ids)  # the order in which the tail meets the ID space
+    cursor = 0
     for start in range(0, events, batch):
         n = min(batch, events - start)
-        # half the events from a Zipf head, half spread over the window: a long tail of IDs
-        # seen once or twice, as real ID streams have (~2 million distinct in 5 million)
-        ranks = np.where(rng.random(n) < 0.5, np.minimum(rng.zipf(1.3, n) - 1, window - 1),
-                         rng.integers(0, window, n))
+        from_head = rng.random(n) < 0.5
+        ranks = np.minimum(rng.zipf(1.3, n) - 1, window - 1)
         shift = int((ids - window) * (10 * start // events) / 9)
         chosen = (ranks + shift) % ids
+        swept = tail[(cursor + np.arange(int(np.sum(~from_head)))) % ids]
+        cursor += len(swept)
+        chosen[~from_head], ranks[~from_head] = swept, window  # tail: not in the head
         labels = hidden_value(chosen) + rng.normal(0, 0.1, n).astype(np.float32)
         yield chosen.astype(np.int64)[:, None], labels, ranks
 
@@ -108,6 +113,32 @@ def flat_within(curve: list[dict]) -> float:
     return (max(tail) - min(tail)) / (sum(tail) / len(tail))
 
 
+def draw_memory_curve(result: dict, path: Path) -> None:
+    """RSS and the table's rows and evictions against events (matplotlib: a bench extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = result["curve"]
+    events = [p["events"] / 1e6 for p in curve]
+    figure, (memory, table) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    memory.plot(events, [p["rss_mb"] for p in curve], marker="o", color="tab:blue")
+    memory.set_ylabel("RSS (MB)")
+    memory.set_ylim(0, max(p["rss_mb"] for p in curve) * 1.15)
+    memory.set_title(f"DynamicEmbedding, capacity {result['capacity']:,}: "
+                     f"{result['distinct_ids']:,} distinct IDs in {result['events']:,} events")
+    table.plot(events, [p["size"] / 1e3 for p in curve], label="rows owned", color="tab:green")
+    table.plot(events, [p["evictions"] / 1e3 for p in curve], label="evictions so far",
+               color="tab:red")
+    table.set_ylabel("thousands")
+    table.set_xlabel("events (millions)")
+    table.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5_000_000)
@@ -121,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     result["rss_spread_last_half"] = round(flat_within(result["curve"]), 4)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
+    draw_memory_curve(result, Path(args.out).with_suffix(".png"))
     last = result["curve"][-1]
     print(f"{result['distinct_ids']:,} distinct IDs; table rows {last['size']:,} of "
           f"{args.capacity:,}; inserts {last['inserts']:,}, "

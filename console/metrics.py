@@ -57,6 +57,8 @@ class RunMetrics:
         self.drift = counter("drift_events", "Drift flags and the responses taken", ("action",))
         self.table_rows = gauge("table_rows", "Rows owned by IDs in a dynamic embedding table",
                                 ("table",))
+        self.table_capacity = gauge("table_capacity_rows",
+                                    "Rows a dynamic embedding table holds at most", ("table",))
         self.table_events = {
             name: counter(f"table_{name}", doc, ("table",)) for name, doc in (
                 ("inserts", "IDs given a row of their own in a dynamic embedding table"),
@@ -109,6 +111,7 @@ class RunMetrics:
         self._observe_join(report.get("join"))
         for table, counts in (report.get("tables") or {}).items():
             self.table_rows.labels(table).set(counts["size"])
+            self.table_capacity.labels(table).set(counts["capacity"])
             for name, family in self.table_events.items():
                 self._advance(family.labels(table), f"table:{table}:{name}", counts[name])
 

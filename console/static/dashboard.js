@@ -105,6 +105,23 @@
     charts.delays.data.labels = buckets.map((k) => k.replace("le_", "<= "));
     charts.delays.data.datasets[0].data = buckets.map((k) => delays[k]);
   }
+  // rows owned and running totals per DynamicEmbedding table (only on runs that have one)
+  function showTables(latest) {
+    if (!latest || !latest.tables) return;
+    $("tables-panel").hidden = false;
+    const columns = ["size", "capacity", "inserts", "evictions", "default_hits", "full"];
+    const rows = Object.entries(latest.tables).map(([name, counts]) => {
+      const tr = document.createElement("tr");
+      tr.dataset.table = name;
+      for (const text of [name, ...columns.map((c) => (counts[c] ?? 0).toLocaleString())]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    $("tables-body").replaceChildren(...rows);
+  }
   function showState(s) {
     $("status").textContent = s.status;
     $("status").className = "badge " + s.status;
@@ -127,6 +144,7 @@
     h.points.forEach(addPoint);
     showLatest(h.latest);
     showJoin(h.latest, h.join_totals);
+    showTables(h.latest);
     showState(h);
     $("config").textContent = JSON.stringify(h.config, null, 2);
     redraw();
@@ -138,6 +156,7 @@
     }
     showLatest(batch.latest);
     showJoin(batch.latest, batch.join_totals);
+    showTables(batch.latest);
     showState(batch);
     redraw();
   });

@@ -11,7 +11,7 @@ import keras
 
 from hvd_online.model.dynamic_embedding import DynamicEmbedding
 from hvd_online.model.template import ModelTemplate
-from streams.schema import Schema
+from streams.schema import EventSchema, LabelSchema, Schema
 
 
 class GlobalBias(keras.layers.Layer):
@@ -37,22 +37,37 @@ class RatingMF(ModelTemplate):
     metric = "mae"
 
     def __init__(self, dim: int = 32, capacity: int = 4096, ttl_steps: int = 1_000_000,
-                 min_count: int = 1, mean: float = 3.5) -> None:
+                 min_count: int = 1, mean: float = 3.5, factor_lr: float = 0.05,
+                 bias_lr: float = 0.025) -> None:
+        """`factor_lr`, `bias_lr`: the tables' SGD rates per rating (River's BiasedMF uses
+        the same); the global bias learns at the model's learning rate."""
         self.dim, self.capacity, self.ttl_steps = dim, capacity, ttl_steps
         self.min_count, self.mean = min_count, mean
+        self.factor_lr, self.bias_lr = factor_lr, bias_lr
         self.schema = Schema.from_fields(
             [("key", "<i8"), ("ids", "<i8", (2,)), ("rating", "<f4")],
             features="ids", label="rating", key="key")
+        # as a raw event stream (config-joined.toml): the rating event, and its rating later;
+        # t: the event's and the rating's time in ms (the producer's clock)
+        self.event_schema = EventSchema.from_fields(
+            [("key", "<i8"), ("t", "<i8"), ("ids", "<i8", (2,))], key="key", features="ids",
+            time="t")
+        self.label_schema = LabelSchema.from_fields(
+            [("key", "<i8"), ("t", "<i8"), ("rating", "<f4")], key="key", label="rating",
+            time="t")
 
     def build_model(self) -> keras.Model:
         ids = keras.Input((2,), dtype="int64", name="ids")
 
-        def table(dim: int, column: int, name: str) -> DynamicEmbedding:
+        def table(dim: int, column: int, name: str, rate: float) -> DynamicEmbedding:
             return DynamicEmbedding(dim, self.capacity, column=column, name=name,
-                                    ttl_steps=self.ttl_steps, min_count=self.min_count)
+                                    ttl_steps=self.ttl_steps, min_count=self.min_count,
+                                    optimizer="sgd", learning_rate=rate)
 
-        user, movie = table(self.dim, 0, "user")(ids), table(self.dim, 1, "movie")(ids)
-        user_bias, movie_bias = table(1, 0, "user_bias")(ids), table(1, 1, "movie_bias")(ids)
+        user = table(self.dim, 0, "user", self.factor_lr)(ids)
+        movie = table(self.dim, 1, "movie", self.factor_lr)(ids)
+        user_bias = table(1, 0, "user_bias", self.bias_lr)(ids)
+        movie_bias = table(1, 1, "movie_bias", self.bias_lr)(ids)
         dot = keras.layers.Dot(axes=1)([user, movie])
         rating = keras.layers.Add()([dot, user_bias, movie_bias])
         return keras.Model(ids, GlobalBias(self.mean)(rating))

@@ -10,8 +10,11 @@ is seen often enough, rows of IDs gone quiet are reused, and the table never out
 - Eviction: when the table is full, the least recently seen row whose ID was not seen for
   `ttl_steps` steps is reused; its weights are drawn afresh and its optimizer slots zeroed.
 - Sparse updates: the table is not one of the optimizer's variables. Its gradient rows are
-  applied by a lazy Adam of its own (`apply_sparse`): only touched rows move, with Adam's
-  moments kept per row.
+  applied by an optimizer of its own (`apply_sparse`), and only touched rows move:
+  `optimizer="adam"` (lazy Adam, moments kept per row, on the batch's mean gradient) or
+  `"sgd"` (no slots; each row moves by `learning_rate` times the sum of its samples'
+  gradients, so a row's step does not shrink as the batch grows: River's and most
+  recommenders' per-rating SGD, taken a batch at a time).
 - Every piece of the table's state is a variable of the layer: the ID of each row, when each
   row was last seen, the sorted ID -> row index the forward pass searches, the sketch and the
   counters. So it travels with the weights: checkpoints, the initial broadcast, the weight
@@ -31,7 +34,7 @@ is seen often enough, rows of IDs gone quiet are reused, and the table never out
 >>> layer.admit(np.array([9, 8]), step=3).tolist()       # 7 went quiet: its row goes to 9
 [1, 2]
 >>> layer.counters()
-{'size': 2, 'inserts': 3, 'evictions': 1, 'default_hits': 1, 'full': 1}
+{'size': 2, 'capacity': 2, 'inserts': 3, 'evictions': 1, 'default_hits': 1, 'full': 1}
 """
 
 from __future__ import annotations
@@ -54,14 +57,22 @@ _PRIMES = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
 class DynamicEmbedding(keras.layers.Layer):
     def __init__(self, dim: int, capacity: int, column: int, min_count: int = 1,
                  ttl_steps: int = 10_000, seed: int = 0, sketch_width: int = 1 << 16,
+                 optimizer: str = "adam", learning_rate: float | None = None,
                  **kwargs: Any) -> None:
         """`column`: which column of the model's int64 ID input this table reads (the
-        synchroniser admits that column's IDs before each step)."""
+        synchroniser admits that column's IDs before each step). `learning_rate`: the
+        table's own, or None for the model's."""
         super().__init__(**kwargs)
         if capacity < 1 or dim < 1 or min_count < 1 or ttl_steps < 1:
             msg = (f"DynamicEmbedding needs dim >= 1, capacity >= 1, min_count >= 1 and "
                    f"ttl_steps >= 1, got {dim}, {capacity}, {min_count}, {ttl_steps}")
             raise ValueError(msg)
+        if optimizer not in ("adam", "sgd") or (learning_rate is not None
+                                                and not learning_rate > 0):
+            msg = (f"DynamicEmbedding: optimizer must be 'adam' or 'sgd' and learning_rate "
+                   f"> 0 or None, got {optimizer!r}, {learning_rate!r}")
+            raise ValueError(msg)
+        self.optimizer, self.learning_rate = optimizer, learning_rate
         self.dim, self.capacity, self.column = dim, capacity, column
         self.min_count, self.ttl_steps, self.seed = min_count, ttl_steps, seed
         self.sketch_width = sketch_width if min_count > 1 else 1
@@ -74,8 +85,9 @@ class DynamicEmbedding(keras.layers.Layer):
                                    initializer="zeros")
 
         self.embeddings = state("embeddings", (rows, self.dim), "float32")
-        self.slot_m = state("adam_m", (rows, self.dim), "float32")
-        self.slot_v = state("adam_v", (rows, self.dim), "float32")
+        self.slots = ([state("adam_m", (rows, self.dim), "float32"),
+                       state("adam_v", (rows, self.dim), "float32")]
+                      if self.optimizer == "adam" else [])
         self.row_ids = state("row_ids", (rows,), "int64")
         self.last_seen = state("last_seen", (rows,), "int64")
         self.sorted_ids = state("sorted_ids", (self.capacity,), "int64")
@@ -196,40 +208,50 @@ class DynamicEmbedding(keras.layers.Layer):
         indices = tf.constant(rows[:, None], tf.int64)
         self.embeddings.value.scatter_nd_update(indices, self._fresh_rows(rows, step))
         zeros = tf.zeros((len(rows), self.dim), tf.float32)
-        self.slot_m.value.scatter_nd_update(indices, zeros)
-        self.slot_v.value.scatter_nd_update(indices, zeros)
+        for slot in self.slots:
+            slot.value.scatter_nd_update(indices, zeros)
 
-    # -- the update: lazy Adam on the touched rows only -------------------------------------
+    # -- the update: only the rows a step touched ---------------------------------------
 
-    def apply_sparse(self, grad: Any, learning_rate: Any, iteration: Any, beta_1: float = 0.9,
-                     beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
-        """Inside the step's tf.function: `grad` (IndexedSlices of the table, already divided
-        by the global sample count) moves only the rows it touches."""
+    def apply_sparse(self, grad: Any, count: Any, learning_rate: Any, iteration: Any,
+                     beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
+        """Inside the step's tf.function: `grad` (IndexedSlices of the table: the gradient of
+        the loss summed over the step's `count` samples, all ranks') moves only the rows it
+        touches. `learning_rate`, `iteration`: the model optimizer's, used unless the table
+        has its own rate."""
         if not isinstance(grad, tf.IndexedSlices):
             grad = tf.IndexedSlices(grad, tf.range(tf.shape(grad)[0]), tf.shape(grad))
         rows, where = tf.unique(tf.cast(grad.indices, tf.int64))
         g = tf.math.unsorted_segment_sum(grad.values, where, tf.shape(rows)[0])
         index = rows[:, None]
+        rate = tf.cast(learning_rate if self.learning_rate is None else self.learning_rate,
+                       tf.float32)
+        if self.optimizer == "sgd":
+            self.embeddings.value.scatter_nd_sub(index, rate * g)
+            return
+        g = g / tf.cast(count, tf.float32)
+        slot_m, slot_v = self.slots
         t = tf.cast(iteration, tf.float32) + 1.0
-        m = beta_1 * tf.gather(self.slot_m.value, rows) + (1 - beta_1) * g
-        v = beta_2 * tf.gather(self.slot_v.value, rows) + (1 - beta_2) * tf.square(g)
-        step = (tf.cast(learning_rate, tf.float32) * tf.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
-                * m / (tf.sqrt(v) + epsilon))
-        self.slot_m.value.scatter_nd_update(index, m)
-        self.slot_v.value.scatter_nd_update(index, v)
+        m = beta_1 * tf.gather(slot_m.value, rows) + (1 - beta_1) * g
+        v = beta_2 * tf.gather(slot_v.value, rows) + (1 - beta_2) * tf.square(g)
+        step = rate * tf.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t) * m / (tf.sqrt(v) + epsilon)
+        slot_m.value.scatter_nd_update(index, m)
+        slot_v.value.scatter_nd_update(index, v)
         self.embeddings.value.scatter_nd_sub(index, step)
 
     def counters(self) -> dict[str, int]:
         """Read for every step report: the rows owned are inserts that evicted no one, so
         no pass over the table is needed."""
         counts = dict(zip(COUNTERS, self.stats.value.numpy().tolist(), strict=True))
-        return {"size": counts["inserts"] - counts["evictions"], **counts}
+        return {"size": counts["inserts"] - counts["evictions"], "capacity": self.capacity,
+                **counts}
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dim": self.dim, "capacity": self.capacity,
                 "column": self.column, "min_count": self.min_count,
                 "ttl_steps": self.ttl_steps, "seed": self.seed,
-                "sketch_width": self.sketch_width}
+                "sketch_width": self.sketch_width, "optimizer": self.optimizer,
+                "learning_rate": self.learning_rate}
 
 
 def dynamic_tables(model: keras.Model) -> list[DynamicEmbedding]:

@@ -53,8 +53,7 @@ def apply_if_finite(optimizer: keras.optimizers.Optimizer, grads: list[Any], cou
 
     def apply() -> tf.Tensor:
         for table, g in zip(tables, sparse, strict=True):  # before `apply` counts the step
-            table.apply_sparse(divide_gradient(g, count), optimizer.learning_rate,
-                               optimizer.iterations)
+            table.apply_sparse(g, count, optimizer.learning_rate, optimizer.iterations)
         optimizer.apply([divide_gradient(g, count) for g in dense], trainable)
         return tf.constant(True)
 

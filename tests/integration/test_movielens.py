@@ -1,6 +1,8 @@
 """MovieLens-100K in time order through 2 real Horovod ranks on DynamicEmbedding tables: kill -9
 of a rank mid-stream and a restart train every rating once, the ranks' tables and weights end
-equal, and the checkpoint's model answers raw IDs (an unseen one from the default row)."""
+equal, and the checkpoint's model answers raw IDs (an unseen one from the default row). As a
+raw event stream (rating events now, their ratings later): every event predicted on arrival,
+every rating joined and trained once, and the console's tables panel in real Chromium."""
 
 import random
 import time
@@ -10,21 +12,25 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from examples.movielens.data import ratings_file
+from examples.movielens.data import ratings, ratings_file
 from hvd_online.config import load_config
 from hvd_online.model.dynamic_embedding import dynamic_tables
 from hvd_online.model.state import weights_digest
 from hvd_online.model.template import build_model, load_template
 from hvd_online.state.checkpoint import load_latest_checkpoint
+from hvd_online.state.run_dir import RunLayout
+from tests.browser.test_dashboard import ARTIFACTS, CHROMIUM
 from tests.integration.harness import (
     kill_a_rank_mid_stream,
     ledger_size,
+    read_labelled_ledger,
     read_ledger,
     run_ranks,
     start_producer,
     start_ranks,
     wait_until,
 )
+from tests.integration.test_clicks import predicted_keys
 from tests.integration.test_recovery import newest_checkpoint_step
 
 pytestmark = pytest.mark.integration
@@ -101,3 +107,76 @@ def test_kill_9_mid_stream_then_restart_trains_every_rating_once(broker, topic, 
     assert users.rows_of(tf.constant(queries[:, 0])).numpy()[1] == 0
     predicted = model(queries).numpy()
     assert np.all(np.isfinite(predicted)) and np.all((predicted > 0) & (predicted < 6))
+
+
+def joined_config(tmp_path: Path, url: str, topic: str, count: int) -> Path:
+    """examples/movielens/config-joined.toml's join, shortened, with the console on."""
+    path = movielens_config(tmp_path, url, topic, count)
+    text = path.read_text().replace(f'topic = "{topic}"\n', "").replace(
+        "[console]\nenabled = false\n", '[console]\nenabled = true\nport = 0\ntoken = "t"\n')
+    text = text.replace(f"""generator = "{EXAMPLE / 'producer.py'}:generate"
+""", f"""generator = "{EXAMPLE / 'producer.py'}:generate_joined"
+params = {{ rate = 1500.0, median_delay_s = 0.5 }}
+""")
+    path.write_text(text + f"""
+[join]
+events_topic = "{topic}-events"
+labels_topic = "{topic}-ratings"
+window_s = 30.0
+lateness_s = 1.0
+idle_s = 3.0
+on_expiry = "drop"
+""")
+    return path
+
+
+@pytest.mark.browser
+def test_as_a_raw_event_stream_every_event_is_predicted_and_every_rating_trained_once(
+        broker, topic, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    m = 12000
+    config = joined_config(tmp_path, broker.url, topic, m)
+    ledger = tmp_path / "ledger"
+    layout = RunLayout(tmp_path / "run")
+    ranks = start_ranks(config, log_path=tmp_path / "ranks.log", ledger=ledger,
+                        ledger_labels=True)
+    producer = None
+    try:
+        url = wait_until(lambda: layout.console_url.exists()
+                         and layout.console_url.read_text().strip(), 120, "the console")
+        producer = start_producer(config, m, rate=1500, log_path=tmp_path / "producer.log")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                         args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url)
+
+            def users_owned() -> int:
+                cell = page.locator('#tables-body tr[data-table="user"] td').nth(1)
+                return int(cell.inner_text().replace(",", "")) if cell.count() else 0
+
+            wait_until(lambda: users_owned() > 50, 90, "user rows on the tables panel")
+            shown = page.locator("#tables-body tr").evaluate_all(
+                "rows => rows.map(r => r.dataset.table)")
+            assert shown == ["user", "movie", "user_bias", "movie_bias"]
+            capacity = page.locator('#tables-body tr[data-table="movie"] td').nth(2)
+            assert capacity.inner_text() == "4,096"
+            assert not page.locator("#join-panel").is_hidden(), "the join panel is on too"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "console-movielens.png"), full_page=True)
+            browser.close()
+        assert ranks.wait(timeout=240) == 0, ranks.output[-4000:]
+        assert producer.wait(60) == 0
+    finally:
+        ranks.stop()
+        if producer is not None:
+            producer.stop()
+    kept = read_labelled_ledger(ledger)
+    assert sorted(k for k, _ in kept) == list(range(m)), "every rating joined and trained once"
+    truth = ratings()["rating"][:m]
+    assert [k for k, label in kept if label != truth[k]] == [], "each with its own rating"
+    assert predicted_keys(broker.url, f"{topic}-events") == set(range(m)), \
+        "every rating event predicted on arrival"
+    summaries = layout.summaries()
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]

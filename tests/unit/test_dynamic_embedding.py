@@ -53,13 +53,13 @@ def test_eviction_takes_the_least_recently_seen_quiet_row_and_reinitialises_it()
         layer.admit(np.array([new_id]), step)
     layer.admit(np.array([11]), step=4)  # 10 is now the least recently seen
     before = layer.embeddings.numpy().copy()
-    layer.slot_m.assign(np.ones_like(layer.slot_m.numpy()))
+    layer.slots[0].assign(np.ones_like(layer.slots[0].numpy()))
     assert layer.admit(np.array([13]), step=5).tolist() == [1], "row of 10 (seen at step 1)"
     assert layer.rows_of(tf.constant([10, 11, 12, 13], tf.int64)).numpy().tolist() == [0, 2, 3, 1]
     after = layer.embeddings.numpy()
     assert not np.allclose(after[1], before[1]) and np.allclose(after[2:], before[2:])
     np.testing.assert_array_equal(after[1], layer._fresh_rows(np.array([1]), step=5)[0])
-    assert layer.slot_m.numpy()[1].tolist() == [0, 0, 0] and layer.slot_m.numpy()[2].sum() == 3
+    assert layer.slots[0].numpy()[1].tolist() == [0, 0, 0] and layer.slots[0].numpy()[2].sum() == 3
     assert layer.counters()["evictions"] == 1
 
 
@@ -124,7 +124,7 @@ def test_a_step_moves_only_the_rows_it_touched():
     after = users.embeddings.numpy()
     moved = np.flatnonzero(np.any(after != before, axis=1)).tolist()
     assert moved == [users.rows_of(tf.constant([100], tf.int64)).numpy()[0]]
-    assert np.count_nonzero(users.slot_v.numpy().sum(axis=1)) == 2, "slots kept per row"
+    assert np.count_nonzero(users.slots[1].numpy().sum(axis=1)) == 2, "slots kept per row"
 
 
 def test_local_sgd_refuses_dynamic_tables():
@@ -162,3 +162,30 @@ def test_the_step_that_fills_the_table_gives_each_new_id_a_row_of_its_own():
     assert looked_up.tolist() == rows.tolist(), "every new ID kept its row"
     counters = layer.counters()
     assert counters["size"] == int(np.sum(layer.row_ids.numpy() >= 0)) == 4
+
+
+def test_sgd_moves_a_row_by_its_rate_times_the_sum_of_its_samples_gradients():
+    ids = keras.Input((1,), dtype="int64")
+    layer = DynamicEmbedding(1, 4, column=0, optimizer="sgd", learning_rate=0.1)
+    model = keras.Model(ids, layer(ids))
+    optimizer = keras.optimizers.Adam(0.01)
+    optimizer.build(model.trainable_variables)
+    step = LockstepStep(Trainable(model, optimizer, lambda y, p: (y - p[:, 0]) ** 2,
+                                  lambda y, p: y, tf.TensorSpec((None, 1), tf.int64),
+                                  tf.TensorSpec((None,), tf.float32)), 0, 1)
+    x = np.array([[5], [5], [6]], np.int64)
+    y = np.array([1.0, 1.0, 2.0], np.float32)
+    step.step(x[:1], y[:1], lambda: np.zeros(0, np.float32))  # 5 and 6 get rows
+    step.step(x[2:], y[2:], lambda: np.zeros(0, np.float32))
+    w = layer.embeddings.numpy()[layer.rows_of(tf.constant([5, 6])).numpy(), 0]
+    step.step(x, y, lambda: np.zeros(0, np.float32))
+    after = layer.embeddings.numpy()[layer.rows_of(tf.constant([5, 6])).numpy(), 0]
+    # d/dw of (y - w)^2 is 2 (w - y): 5 was in the batch twice, 6 once; no division by 3
+    expected = [w[0] - 0.1 * 2 * 2 * (w[0] - 1.0), w[1] - 0.1 * 2 * (w[1] - 2.0)]
+    np.testing.assert_allclose(after, expected, rtol=1e-5)
+    assert layer.slots == [], "plain SGD keeps no slots"
+
+
+def test_a_bad_table_optimizer_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="'adam' or 'sgd'"):
+        DynamicEmbedding(2, 4, column=0, optimizer="adagrad")

@@ -68,10 +68,11 @@ def test_partition_gauges_use_base_units():
 
 def test_dynamic_tables_become_labelled_gauges_and_counters():
     metrics = RunMetrics(serving_version=lambda: 0)
-    counts = {"size": 10, "inserts": 12, "evictions": 2, "default_hits": 5, "full": 0}
+    counts = {"size": 10, "capacity": 50, "inserts": 12, "evictions": 2, "default_hits": 5, "full": 0}
     metrics.observe(report(1, 32, tables={"user": counts}))
     metrics.observe(report(2, 64, tables={"user": {**counts, "size": 11, "inserts": 14}}))
     seen = values(metrics)
     assert seen[("hvd_online_table_rows", ("table", "user"))] == 11
+    assert seen[("hvd_online_table_capacity_rows", ("table", "user"))] == 50
     assert seen[("hvd_online_table_inserts_total", ("table", "user"))] == 14  # running totals
     assert seen[("hvd_online_table_evictions_total", ("table", "user"))] == 2
