@@ -30,6 +30,9 @@ from hvd_online.model.dynamic_embedding import dynamic_tables
 from hvd_online.sync.steps import LockstepStep, Trainable
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recsys.json"
+#: shuffled, so a rating's user or movie rarely repeats within a step (the tables' SGD adds
+#: up a row's gradients within a step)
+OFFLINE_BATCH = 32
 
 
 def scores(errors: np.ndarray) -> dict[str, float]:
@@ -85,8 +88,8 @@ def run_offline(stream: np.ndarray, epochs: int, learning_rate: float,
     no_stats = np.zeros(0, np.float32)
     for _ in range(epochs):
         order = rng.permutation(cut)
-        for at in range(0, cut, 256):
-            picked = order[at : at + 256]
+        for at in range(0, cut, OFFLINE_BATCH):
+            picked = order[at : at + OFFLINE_BATCH]
             step.step(x[picked], y[picked], lambda: no_stats)
     errors = model(tf.constant(x[cut:]), training=False).numpy()[:, 0] - y[cut:]
     return {"rmse_last20": float(np.sqrt(np.mean(errors ** 2))),
@@ -152,9 +155,11 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.005)
-    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--batch", type=int, nargs="+", default=[8, 1],
+                        help="ratings a step; one hvd-online row for each")
+    parser.add_argument("--lr", type=float, default=0.001,
+                        help="the model's (the global bias); the tables' are the template's")
+    parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--limit", type=int, default=0, help="first N ratings only (tests)")
     args = parser.parse_args(argv)
@@ -162,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         stream = stream[: args.limit]
     results: dict[str, dict[str, Any]] = {}
-    name = f"hvd-online DynamicEmbedding MF (1 rank, batch {args.batch})"
-    results[name] = run_hvd_online(stream, args.batch, args.lr, args.dim)
+    for batch in args.batch:
+        name = f"hvd-online DynamicEmbedding MF (1 rank, {batch} a step)"
+        results[name] = run_hvd_online(stream, batch, args.lr, args.dim)
+        print(name, json.dumps(results[name]), flush=True)
     for model_name, make in river_models().items():
         results[model_name] = run_river(make, stream)
     results.update(running_means(stream))

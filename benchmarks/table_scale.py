@@ -126,8 +126,9 @@ def draw_memory_curve(result: dict, path: Path) -> None:
     memory.plot(events, [p["rss_mb"] for p in curve], marker="o", color="tab:blue")
     memory.set_ylabel("RSS (MB)")
     memory.set_ylim(0, max(p["rss_mb"] for p in curve) * 1.15)
-    memory.set_title(f"DynamicEmbedding, capacity {result['capacity']:,}: "
-                     f"{result['distinct_ids']:,} distinct IDs in {result['events']:,} events")
+    memory.set_title(f"DynamicEmbedding, capacity {result['capacity']:,}:\n"
+                     f"{result['distinct_ids']:,} distinct IDs in {result['events']:,} events",
+                     fontsize=10)
     table.plot(events, [p["size"] / 1e3 for p in curve], label="rows owned", color="tab:green")
     table.plot(events, [p["evictions"] / 1e3 for p in curve], label="evictions so far",
                color="tab:red")

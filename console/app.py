@@ -70,8 +70,17 @@ def create_app(state: ConsoleState, predictor: Predictor | None,
 
     app.register_blueprint(dashboard_blueprint(state, model_name))
     app.register_blueprint(control_blueprint(state, request_control, token))
-    metrics = RunMetrics(serving_version=lambda: predictor.version if predictor else 0)
-    app.register_blueprint(models_blueprint(predictor, model_name, metrics))
+    def serving_version() -> int:
+        return predictor.latest_version if predictor else 0
+
+    metrics = RunMetrics(serving_version=serving_version)
+    state.serving_version = serving_version
+
+    def record_latency(seconds: float) -> None:
+        metrics.predict_latency.observe(seconds)
+        state.predicts.add(seconds)
+
+    app.register_blueprint(models_blueprint(predictor, model_name, record_latency))
     app.register_blueprint(metrics_blueprint(metrics))
 
     @socketio.on("connect")

@@ -65,6 +65,16 @@ class RunMetrics:
                 ("evictions", "Rows of quiet IDs reused for new ones"),
                 ("default_hits", "Lookups answered by the shared default row"),
                 ("full", "New IDs left on the default row: the table was full, none quiet"))}
+        self.ranks = gauge("ranks", "Ranks training in this launch")
+        per_rank = ("rank", "host")
+        self.rank_memory = gauge("rank_resident_memory_bytes",
+                                 "Resident memory of each rank's process at its last step",
+                                 per_rank)
+        self.rank_cpu = gauge("rank_cpu_usage_ratio",
+                              "CPU used by each rank's process since its previous step, "
+                              "in cores", per_rank)
+        self.rank_step = gauge("rank_step_seconds", "Each rank's last step, wall time",
+                               per_rank)
         self.predict_latency = Histogram(
             "hvd_online_predict_latency_seconds", "Predict route latency, validation to reply",
             buckets=PREDICT_BUCKETS, registry=registry)
@@ -109,11 +119,27 @@ class RunMetrics:
         if report.get("checkpoint"):
             self._checkpoint_at = time.time()
         self._observe_join(report.get("join"))
+        self._observe_ranks(report)
         for table, counts in (report.get("tables") or {}).items():
             self.table_rows.labels(table).set(counts["size"])
             self.table_capacity.labels(table).set(counts["capacity"])
             for name, family in self.table_events.items():
                 self._advance(family.labels(table), f"table:{table}:{name}", counts[name])
+
+    def _observe_ranks(self, report: dict[str, Any]) -> None:
+        times = report.get("rank_step_time_s") or []
+        if not times:
+            return
+        self.ranks.set(len(times))
+        hosts = report.get("rank_hosts") or [""] * len(times)
+        memory = report.get("rank_rss_mb") or [0.0] * len(times)
+        cpu = report.get("rank_cpu_percent") or [0.0] * len(times)
+        for rank, (host, seconds, mb, percent) in enumerate(zip(hosts, times, memory, cpu,
+                                                                strict=True)):
+            labels = (str(rank), host)
+            self.rank_step.labels(*labels).set(seconds)
+            self.rank_memory.labels(*labels).set(mb * 2**20)
+            self.rank_cpu.labels(*labels).set(percent / 100)
 
     def _observe_join(self, join: dict[str, dict[str, float]] | None) -> None:
         """The event/label join's figures, by kind: what waits now is a gauge; this step's

@@ -46,6 +46,13 @@ class Predictor:
         """Training thread: hand over a snapshot (cheap: swaps a reference)."""
         self._pending = (step, weights)
 
+    @property
+    def latest_version(self) -> int:
+        """The step of the weights the next predict answers with (they are loaded lazily, at
+        that predict)."""
+        pending = self._pending
+        return pending[0] if pending is not None else self.version
+
     def validate(self, body: Any) -> np.ndarray:
         if not isinstance(body, dict) or "instances" not in body:
             msg = 'body must be a JSON object {"instances": [...]}'

@@ -233,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stdout)
+    # TensorFlow logs "Assets written to ..." at INFO for every SavedModel (each serving
+    # version): the serving observer's own line says what was written
+    logging.getLogger("tensorflow").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, TemplateError, AssignmentError) as err:

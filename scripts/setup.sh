@@ -79,6 +79,13 @@ if [ "$(id -u)" = 0 ] && [ ! -x /usr/sbin/sshd ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
 fi
 
+if [ "$(id -u)" = 0 ] && [ ! -x /usr/bin/prometheus ]; then
+  # a real Prometheus server and promtool for the metrics and alert-rule tests
+  log "installing Debian prometheus (server and promtool)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends prometheus >/dev/null
+fi
+
 npm_stamp=$repo/console/node_modules/.package-lock.sha
 npm_want=$(sha256sum "$repo/console/package-lock.json" | cut -d' ' -f1)
 if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]; then

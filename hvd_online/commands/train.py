@@ -12,6 +12,7 @@ import resource
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 from hvd_online.config import Config
@@ -100,10 +101,38 @@ def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
         "rejected": dict(trainer.dead_letters()),
         "partitions": {s.key: s.stats() for s in inputs.step_input.sources},
         "freshness": trainer.freshness.summary(),
+        "steady_freshness": trainer.steady_freshness.summary(),
         "weights_sha256": weights_digest(trainer.model),
         "drift_events": drift_events,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def end_line(summary: dict[str, Any], path: Path) -> str:
+    r"""One short line per rank at the end of its run.
+
+    >>> fresh = {"samples": 10, "p50_ms": 12.3, "p99_ms": 80.0}
+    >>> print(*end_line({"rank": 1, "stopped": "max_samples", "samples_total": 2000, "steps": 31,
+    ...                  "elapsed_s": 9.5, "freshness": fresh, "steady_freshness": fresh,
+    ...                  "peak_rss_mb": 700.2, "weights_sha256": "ab12" * 16},
+    ...                 Path("s.json")).split("; "), sep="\n")
+    rank 1 done (max_samples): 2,000 samples in 31 steps, 9.5 s
+    publish -> trained p50 12 ms, p99 80 ms (after start-up: p50 12 ms, p99 80 ms)
+    peak RSS 700 MB
+    weights ab12ab12ab12
+    the rest in s.json
+    """
+    def quantiles(f: dict[str, Any]) -> str:
+        if not f["samples"]:
+            return "no samples"
+        return f"p50 {f['p50_ms']:,.0f} ms, p99 {f['p99_ms']:,.0f} ms"
+
+    return (f"rank {summary['rank']} done ({summary['stopped']}): "
+            f"{summary['samples_total']:,} samples in {summary['steps']:,} steps, "
+            f"{summary['elapsed_s']:.1f} s; publish -> trained {quantiles(summary['freshness'])}"
+            f" (after start-up: {quantiles(summary['steady_freshness'])}); "
+            f"peak RSS {summary['peak_rss_mb']:.0f} MB; "
+            f"weights {summary['weights_sha256'][:12]}; the rest in {path}")
 
 
 def install_signal_handlers(controls: Controls) -> None:
@@ -144,8 +173,8 @@ def _train(config: Config, template: ModelTemplate, layout: RunLayout) -> int:
                 drift_events.append([report.step, report.drift, report.drift_action])
             last = report
         summary = rank_summary(world, trainer, inputs, last, drift_events)
-    # for people: equal weight digests show the ranks stayed in sync
-    print(f"SUMMARY {json.dumps(summary, sort_keys=True)}", flush=True)
+    # for people (the whole summary is in the file): equal digests show the ranks in sync
+    print(end_line(summary, layout.summary(world.rank)), flush=True)
     code = 0
     if last is not None and last.stopped and not last.checkpoint:
         log.error("stopped (%s) without a final checkpoint: the next run resumes from the "

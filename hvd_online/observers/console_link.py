@@ -96,7 +96,7 @@ def start_console(config: Config, layout: RunLayout, controls: Controls,
         pretrained=config.model.pretrained, run_config=config_as_dict(config),
         host=config.console.host, port=config.console.port, token=token,
         model_name=config.console.model_name, weights_name=weights.name,
-        weights_layout=weights.layout)
+        weights_layout=weights.layout, run_dir=str(RunLayout.of(config).root))
     process = context.Process(target=serve, args=(spec, reports, requests, ready_child),
                               name="hvd-online-console", daemon=True)
     process.start()

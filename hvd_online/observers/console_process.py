@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class ConsoleSpec:
     model_name: str
     weights_name: str
     weights_layout: list[tuple[tuple[int, ...], str]]
+    #: the run directory: its metrics log (history across relaunches), serving versions
+    run_dir: str
 
 
 def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
@@ -57,7 +60,8 @@ def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
 
     template = load_template(spec.template, spec.params)
     predictor = Predictor(build_model(template, spec.pretrained), template.schema)
-    state = ConsoleState(spec.run_config)
+    state = ConsoleState(spec.run_config, run_dir=Path(spec.run_dir),
+                         model_name=spec.model_name)
     console = create_app(state, predictor, controls.put, spec.token,
                          model_name=spec.model_name)
     server = ConsoleServer(console, spec.host, spec.port)

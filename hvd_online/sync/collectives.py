@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ class World:
     size: int
     local_rank: int
     local_size: int
+    #: every rank's host name, by rank (for the reports: which rank runs where)
+    hosts: tuple[str, ...] = ()
 
     @property
     def is_chief(self) -> bool:
@@ -48,7 +51,8 @@ def core_share(cores: list[int], local_rank: int, local_size: int) -> list[int]:
 
 def init_world(threads: int = 0, pin_cores: bool = True) -> World:
     hvd.init()
-    world = World(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size())
+    world = World(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size(),
+                  tuple(hvd.allgather_object(socket.gethostname())))
     cores = sorted(os.sched_getaffinity(0))
     if pin_cores and world.local_size > 1:
         # Ranks of one host each keep to their own cores. Pins this thread and every thread

@@ -7,7 +7,7 @@ per-partition values are "gathered" by summing vectors in which each rank fills 
 
 >>> layout = StatsLayout(world_size=2, partitions=4, counters=("joined",))
 >>> local = layout.local(rank=1, flags={Flag.SAVE}, step_time_s=0.5, fill=0.25,
-...                      partitions={1: (10, 40), 3: (7, 0)},
+...                      health=(700.0, 95.0, 30.0, 80.0), partitions={1: (10, 40), 3: (7, 0)},
 ...                      rejected={"wrong size": 2}, duplicates=0, sums={"joined": 5})
 >>> summed = np.concatenate([[1.0, 0.5, 8.0], local])
 >>> layout.count(summed), layout.flags(summed)
@@ -15,6 +15,8 @@ per-partition values are "gathered" by summing vectors in which each rank fills 
 >>> fields = layout.report_fields(summed)
 >>> fields["loss"], fields["rank_step_time_s"], fields["partition_backlog"]
 (0.125, [0.0, 0.5], [0, 10, 0, 7])
+>>> fields["rank_rss_mb"], fields["rank_cpu_percent"]
+([0.0, 700.0], [0.0, 95.0])
 >>> fields["partition_lag_ms"], fields["rejected_by_reason"], layout.sums(summed)
 ([0, 40, 0, 0], {'wrong size': 2}, {'joined': 5.0})
 """
@@ -36,6 +38,10 @@ LOSS_SUM, METRIC_SUM, COUNT = range(len(HEAD))
 FLAGS = tuple(Flag)
 #: dead letters by kind of reason, then duplicates dropped: running totals of each rank
 COUNTS = len(REASON_KINDS) + 1
+#: what each rank fills in its own slots: step time, window fill, resident MB, CPU %, and
+#: publish -> trained p50 and p99 of its last trained window (ms)
+PER_RANK = ("rank_step_time_s", "rank_fill", "rank_rss_mb", "rank_cpu_percent",
+            "rank_freshness_p50_ms", "rank_freshness_p99_ms")
 
 
 def mean_or_nan(total: float, count: float) -> float:
@@ -51,14 +57,16 @@ class StatsLayout:
         self.partitions = partitions
         #: named sums the step's input adds (e.g. the join's), after the per-partition slots
         self.counters = tuple(counters)
-        self._counters_at = len(FLAGS) + COUNTS + 2 * world_size + 2 * partitions
+        self._counters_at = len(FLAGS) + COUNTS + len(PER_RANK) * world_size + 2 * partitions
         self.length = self._counters_at + len(self.counters)
 
     def local(self, rank: int, flags: Set[Flag], step_time_s: float, fill: float,
-              partitions: Mapping[int, tuple[int, int]], rejected: Mapping[str, int],
-              duplicates: int, sums: Mapping[str, float] | None = None) -> np.ndarray:
-        """`partitions`: {partition: (messages waiting, age of the oldest in ms)};
-        `rejected`: dead letters so far by `reason_kind`."""
+              health: tuple[float, ...], partitions: Mapping[int, tuple[int, int]],
+              rejected: Mapping[str, int], duplicates: int,
+              sums: Mapping[str, float] | None = None) -> np.ndarray:
+        """`health`: (resident MB, CPU %, freshness p50 ms, p99 ms); `partitions`:
+        {partition: (messages waiting, age of the oldest in ms)}; `rejected`: dead letters
+        so far by `reason_kind`."""
         v = np.zeros(self.length, dtype=np.float32)
         for i, flag in enumerate(FLAGS):
             v[i] = flag in flags
@@ -68,9 +76,9 @@ class StatsLayout:
             v[base + REASON_KINDS.index(kind)] += n
         v[base + len(REASON_KINDS)] = duplicates
         base += COUNTS
-        v[base + rank] = step_time_s
-        v[base + self.world_size + rank] = fill
-        base += 2 * self.world_size
+        for i, value in enumerate((step_time_s, fill, *health)):
+            v[base + i * self.world_size + rank] = value
+        base += len(PER_RANK) * self.world_size
         for partition, (waiting, lag_ms) in partitions.items():
             v[base + partition] = waiting
             v[base + self.partitions + partition] = lag_ms
@@ -92,8 +100,9 @@ class StatsLayout:
         n, w, p = len(FLAGS), self.world_size, self.partitions
         rest = summed[len(HEAD) :]
         rejected = [int(round(r)) for r in rest[n : n + len(REASON_KINDS)]]
-        per_rank = rest[n + COUNTS : n + COUNTS + 2 * w]
-        per_partition = rest[n + COUNTS + 2 * w : n + COUNTS + 2 * w + 2 * p]
+        per_rank = rest[n + COUNTS : n + COUNTS + len(PER_RANK) * w]
+        at = n + COUNTS + len(PER_RANK) * w
+        per_partition = rest[at : at + 2 * p]
         count = self.count(summed)
         return {
             "count": count,
@@ -103,8 +112,8 @@ class StatsLayout:
             "rejected_by_reason": {kind: r for kind, r in zip(REASON_KINDS, rejected,
                                                               strict=True) if r},
             "duplicates_total": int(round(rest[n + len(REASON_KINDS)])),
-            "rank_step_time_s": [float(t) for t in per_rank[:w]],
-            "rank_fill": [float(f) for f in per_rank[w:]],
+            **{name: [float(value) for value in per_rank[i * w : (i + 1) * w]]
+               for i, name in enumerate(PER_RANK)},
             "partition_backlog": [int(round(b)) for b in per_partition[:p]],
             "partition_lag_ms": [int(round(b)) for b in per_partition[p:]],
         }

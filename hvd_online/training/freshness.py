@@ -64,3 +64,16 @@ class FreshnessHistogram:
         for index, count in data.items():
             histogram.counts[int(index)] += count
         return histogram
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray,
+                       qs: tuple[float, ...]) -> tuple[float, ...]:
+    """Exact quantiles of a small window (`weights[i]` samples took `values[i]`).
+
+    >>> weighted_quantiles(np.array([5.0, 1.0, 100.0]), np.array([1, 98, 1]), (0.5, 0.99))
+    (1.0, 5.0)
+    """
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    at = np.searchsorted(cumulative, np.array(qs) * cumulative[-1], side="left")
+    return tuple(float(values[order][min(i, len(values) - 1)]) for i in at)

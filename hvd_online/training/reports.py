@@ -23,6 +23,15 @@ class StepReport:
     samples_per_s: float
     rank_step_time_s: list[float] = field(default_factory=list)
     rank_fill: list[float] = field(default_factory=list)
+    #: each rank's resident memory and CPU use (% of one core) at its last step, and host
+    rank_rss_mb: list[float] = field(default_factory=list)
+    rank_cpu_percent: list[float] = field(default_factory=list)
+    rank_hosts: list[str] = field(default_factory=list)
+    #: publish -> trained p50 / p99 (ms) of each rank's last trained window
+    rank_freshness_p50_ms: list[float] = field(default_factory=list)
+    rank_freshness_p99_ms: list[float] = field(default_factory=list)
+    #: wall clock at the step's end (Unix seconds): the console's time axis
+    time_s: float = 0.0
     #: per partition: messages received but not yet trained, and the oldest one's age
     partition_backlog: list[int] = field(default_factory=list)
     partition_lag_ms: list[int] = field(default_factory=list)

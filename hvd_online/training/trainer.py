@@ -37,7 +37,8 @@ from hvd_online.sync.collectives import World
 from hvd_online.sync.control import Controls, Flag
 from hvd_online.sync.stats_vector import StatsLayout
 from hvd_online.sync.steps import Trainable, make_synchroniser
-from hvd_online.training.freshness import FreshnessHistogram
+from hvd_online.training.freshness import FreshnessHistogram, weighted_quantiles
+from hvd_online.training.health import ProcessHealth
 from hvd_online.training.reports import StepReport
 
 __all__ = ["OnlineTrainer", "StepHook", "weights_digest"]
@@ -90,8 +91,13 @@ class OnlineTrainer:
 
         #: the live weights' predictions, on the training thread (raw event streams)
         self.predict = lambda x: forward(x).numpy()
-        #: publish -> applied latency of this rank's trained samples
-        self.freshness = FreshnessHistogram()
+        #: publish -> applied latency of this rank's trained samples; `steady_freshness`
+        #: only of those published after its first step (not the backlog it started on)
+        self.freshness, self.steady_freshness = FreshnessHistogram(), FreshnessHistogram()
+        self._first_step_ms: float | None = None
+        self.health = ProcessHealth()
+        #: p50 and p99 of the last trained window's publish -> trained ms (the reports')
+        self._last_freshness = (0.0, 0.0)
 
     def _make_drift_response(self, trainable: Trainable) -> DriftResponse | None:
         config = self.config.drift
@@ -182,11 +188,12 @@ class OnlineTrainer:
                           if self.checkpoints.due(step_flags, stopped is not None) else None)
             yield StepReport(
                 step=self.progress.step, samples_total=self.progress.samples_total,
-                applied=outcome.applied, elapsed_s=now - start,
+                applied=outcome.applied, elapsed_s=now - start, time_s=time.time(),
                 samples_per_s=self._recent_rate(), skipped_steps=self.progress.skipped_steps,
                 checkpoint=checkpoint, stopped=stopped,
                 checkpoint_failures=self.checkpoints.failures,
                 tables={t.name: t.counters() for t in self.tables} or None,
+                rank_hosts=list(self.world.hosts),
                 **self._drift_fields(response), **fields)
             if stopped:
                 return
@@ -196,6 +203,7 @@ class OnlineTrainer:
         """This rank's part of the stats vector (built only for a step that reaches every
         rank)."""
         return self.layout.local(self.world.rank, flags, step_time_s, fill,
+                                 (*self.health.read(), *self._last_freshness),
                                  self._partition_state(), self.dead_letters(),
                                  self._duplicates(), sums)
 
@@ -213,8 +221,15 @@ class OnlineTrainer:
                 "challenger_loss": response.challenger_loss}
 
     def _record_freshness(self, batch: Batch) -> None:
+        now = time.time() * 1000
+        if self._first_step_ms is None:
+            self._first_step_ms = now
         if len(batch.sizes):
-            self.freshness.add(time.time() * 1000 - batch.published_ms, batch.sizes)
+            self.freshness.add(now - batch.published_ms, batch.sizes)
+            steady = batch.published_ms >= self._first_step_ms
+            self.steady_freshness.add(now - batch.published_ms[steady], batch.sizes[steady])
+            self._last_freshness = weighted_quantiles(now - batch.published_ms, batch.sizes,
+                                                      (0.5, 0.99))
 
     def _recent_rate(self) -> float:
         """Samples/s over the last RATE_WINDOW_STEPS steps (a rate that follows the stream)."""

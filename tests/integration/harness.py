@@ -214,7 +214,8 @@ def ledger_size(directory: Path) -> int:
     return sum(len(f.read_text().splitlines()) for f in directory.glob("rank-*.ids"))
 
 
-def wait_until(predicate, timeout: float, what: str):
+def wait_until(predicate, timeout: float, what):
+    """`what`: a description, or a function giving one (called once, on the timeout)."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -223,4 +224,5 @@ def wait_until(predicate, timeout: float, what: str):
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for "
+                         f"{what() if callable(what) else what}")

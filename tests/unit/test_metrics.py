@@ -68,7 +68,8 @@ def test_partition_gauges_use_base_units():
 
 def test_dynamic_tables_become_labelled_gauges_and_counters():
     metrics = RunMetrics(serving_version=lambda: 0)
-    counts = {"size": 10, "capacity": 50, "inserts": 12, "evictions": 2, "default_hits": 5, "full": 0}
+    counts = {"size": 10, "capacity": 50, "inserts": 12, "evictions": 2, "default_hits": 5,
+              "full": 0}
     metrics.observe(report(1, 32, tables={"user": counts}))
     metrics.observe(report(2, 64, tables={"user": {**counts, "size": 11, "inserts": 14}}))
     seen = values(metrics)
