@@ -97,7 +97,7 @@ class OnlineTrainer:
         self._first_step_ms: float | None = None
         self.health = ProcessHealth()
         #: p50 and p99 of the last trained window's publish -> trained ms (the reports')
-        self._last_freshness = (0.0, 0.0)
+        self._last_freshness: tuple[float, ...] = (0.0, 0.0)
 
     def _make_drift_response(self, trainable: Trainable) -> DriftResponse | None:
         config = self.config.drift
