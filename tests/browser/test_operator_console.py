@@ -36,9 +36,13 @@ def console_config(tmp_path, url, topic):
     return config
 
 
-def open_page(pw, url):
+def open_page(pw, url, errors: list | None = None):
+    """`errors`: collects every response of 400 or more the page gets (none is expected)."""
     browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    if errors is not None:
+        page.on("response", lambda r: errors.append((r.status, r.url)) if r.status >= 400
+                else None)
     page.goto(url)
     return browser, page
 
@@ -63,7 +67,8 @@ def test_the_operator_console_over_a_live_run_a_kill_and_the_relaunch(broker, to
         url = wait_until(lambda: layout.console_url.exists()
                          and layout.console_url.read_text().strip(), 120, "the console")
         with sync_playwright() as pw:
-            browser, page = open_page(pw, url)
+            errors: list = []
+            browser, page = open_page(pw, url, errors)
             wait_until(lambda: len(points(page, LOSS)) >= 5, 90, "loss points")
             first_end = points(page, LOSS)[-1]["x"]
             wait_until(lambda: points(page, VERSIONS) and points(page, CHECKPOINTS), 90,
@@ -99,6 +104,7 @@ def test_the_operator_console_over_a_live_run_a_kill_and_the_relaunch(broker, to
             kept = len(points(page, LOSS))
             page.reload()
             wait_until(lambda: len(points(page, LOSS)) >= kept, 30, "the history after a reload")
+            assert errors == [], "no request of the page failed (no 404 for a favicon)"
 
             # kill -9 of rank 1 while the stream flows: the rows turn red
             os.kill(rank_pids(ranks.process)[1], signal.SIGKILL)
