@@ -150,7 +150,7 @@ class HostsRun:
         """Launch `launch` ended through the stop path: each of its ranks wrote a summary
         after the final checkpoint (stopped by kill -15) and horovodrun exited 0."""
         text = self.launch_text(launch)
-        assert text.count('"stopped": "sigterm"') == ranks, text[-4000:]
+        assert text.count(" done (sigterm): ") == ranks, text[-4000:]
 
 
 def config_for(tmp_path: Path, hosts: NamespaceHosts, topic: str, extra: str = "") -> Path:

@@ -107,6 +107,11 @@ def test_kill_9_mid_stream_then_restart_trains_every_rating_once(broker, topic, 
     assert users.rows_of(tf.constant(queries[:, 0])).numpy()[1] == 0
     predicted = model(queries).numpy()
     assert np.all(np.isfinite(predicted)) and np.all((predicted > 0) & (predicted < 6))
+    # the TF-Serving version of the final step answers raw IDs exactly as the checkpoint does
+    version = RunLayout.of(cfg).serving(cfg.console.model_name) / str(checkpoint.state.step)
+    served = tf.saved_model.load(str(version)).signatures["serving_default"]
+    got = next(iter(served(ids=tf.constant(queries)).values())).numpy()
+    np.testing.assert_allclose(got, predicted, rtol=1e-5)
 
 
 def joined_config(tmp_path: Path, url: str, topic: str, count: int) -> Path:
