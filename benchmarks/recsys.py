@@ -57,7 +57,7 @@ def hvd_online_model(template: RatingMF, learning_rate: float) -> tuple[keras.Mo
 
 def run_hvd_online(stream: np.ndarray, batch: int, learning_rate: float,
                    dim: int) -> dict[str, Any]:
-    template = RatingMF(dim=dim, capacity=4096)
+    template = RatingMF(dim=dim, capacity=4096, table_optimizer="sgd")
     model, step = hvd_online_model(template, learning_rate)
     x = np.stack([stream["user"], stream["item"]], axis=1)
     y = stream["rating"].astype(np.float32)
@@ -80,7 +80,7 @@ def run_offline(stream: np.ndarray, epochs: int, learning_rate: float,
     """The same template trained on the first 80% (shuffled, `epochs` passes), scored on the
     last 20% without learning from it."""
     cut = int(0.8 * len(stream))
-    template = RatingMF(dim=dim, capacity=4096)
+    template = RatingMF(dim=dim, capacity=4096, table_optimizer="sgd")
     model, step = hvd_online_model(template, learning_rate)
     x = np.stack([stream["user"], stream["item"]], axis=1)
     y = stream["rating"].astype(np.float32)

@@ -126,6 +126,7 @@
       push(charts.freshness.data.datasets[1], { ...at, y: Math.max(...p99) });
     }
     for (const [reason, total] of Object.entries(p.rejected_by_reason || {})) {
+      $("dlq-none").hidden = true;
       let d = charts.dlq.data.datasets.find((s) => s.label === reason);
       if (!d) {
         const color = DLQ_COLORS[charts.dlq.data.datasets.length % DLQ_COLORS.length];
@@ -203,6 +204,10 @@
     document.querySelectorAll("#ranks-body tr").forEach((tr) => tr.classList.toggle("stale", stale));
     $("stale").hidden = !stale;
     $("stale").textContent = connected ? `no report for ${Math.round(silent)} s` : "console not reachable";
+    if (!connected && status !== "stopped") {
+      $("status").textContent = "unreachable";
+      $("status").className = "badge stopped";
+    }
   }
   setInterval(markStale, 1000);
   function showLatest(r) {
@@ -215,6 +220,7 @@
     const now = Date.now() / 1000;
     if (!p || now - lastPredictAt < 1) return;
     lastPredictAt = now;
+    if (p.per_s > 0) $("predict-none").hidden = true;
     push(charts.predict.data.datasets[0], { x: now, y: p.per_s });
     if (p.p50_ms !== null) {
       push(charts.predict.data.datasets[1], { x: now, y: p.p50_ms });
@@ -280,6 +286,7 @@
   socket.on("history", (h) => {
     for (const c of Object.values(charts)) if (c.config.type === "line") c.data.datasets.forEach((d) => (d.data = []));
     charts.dlq.data.datasets = [];
+    $("dlq-none").hidden = false;
     for (const key of Object.keys(ema)) delete ema[key];
     lastElapsed = null;
     h.points.forEach(addPoint);

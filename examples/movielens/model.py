@@ -37,13 +37,16 @@ class RatingMF(ModelTemplate):
     metric = "mae"
 
     def __init__(self, dim: int = 32, capacity: int = 4096, ttl_steps: int = 1_000_000,
-                 min_count: int = 1, mean: float = 3.5, factor_lr: float = 0.05,
-                 bias_lr: float = 0.025) -> None:
-        """`factor_lr`, `bias_lr`: the tables' SGD rates per rating (River's BiasedMF uses
-        the same); the global bias learns at the model's learning rate."""
+                 min_count: int = 1, mean: float = 3.5, table_optimizer: str = "adam",
+                 factor_lr: float = 0.05, bias_lr: float = 0.025) -> None:
+        """`table_optimizer`: "adam" (the model's learning rate; stable at any batch) or
+        "sgd" at `factor_lr` and `bias_lr` per rating (River's BiasedMF rates, as
+        benchmarks/recsys.py runs it, a few ratings a step: with dozens a step, a user who
+        rates many movies at once takes one step of dozens of ratings and can diverge). The
+        global bias learns at the model's learning rate."""
         self.dim, self.capacity, self.ttl_steps = dim, capacity, ttl_steps
         self.min_count, self.mean = min_count, mean
-        self.factor_lr, self.bias_lr = factor_lr, bias_lr
+        self.table_optimizer, self.factor_lr, self.bias_lr = table_optimizer, factor_lr, bias_lr
         self.schema = Schema.from_fields(
             [("key", "<i8"), ("ids", "<i8", (2,)), ("rating", "<f4")],
             features="ids", label="rating", key="key")
@@ -60,9 +63,11 @@ class RatingMF(ModelTemplate):
         ids = keras.Input((2,), dtype="int64", name="ids")
 
         def table(dim: int, column: int, name: str, rate: float) -> DynamicEmbedding:
+            sgd = self.table_optimizer == "sgd"
             return DynamicEmbedding(dim, self.capacity, column=column, name=name,
                                     ttl_steps=self.ttl_steps, min_count=self.min_count,
-                                    optimizer="sgd", learning_rate=rate)
+                                    optimizer=self.table_optimizer,
+                                    learning_rate=rate if sgd else None)
 
         user = table(self.dim, 0, "user", self.factor_lr)(ids)
         movie = table(self.dim, 1, "movie", self.factor_lr)(ids)
