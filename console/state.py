@@ -28,7 +28,7 @@ where each launch started.
 >>> rows = [{"step": s, "count": 8, "elapsed_s": e, "time_s": 100 + s}
 ...         for s, e in ((1, 1.0), (2, 2.0), (2, 0.5), (3, 1.5))]  # relaunched after step 2
 >>> _ = (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\\n" for r in rows))
->>> again = ConsoleState({}, run_dir=run)
+>>> again = ConsoleState({}, metrics_log=run / "metrics.jsonl")
 >>> [p["step"] for p in again.history()], [m["kind"] for m in again.markers]
 ([1, 2, 2, 3], ['restart'])
 """
@@ -36,6 +36,7 @@ where each launch started.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import threading
 import time
@@ -87,9 +88,8 @@ class PredictWindow:
         if not latencies:
             return {"per_s": 0.0, "p50_ms": None, "p99_ms": None}
 
-        def quantile(q: float) -> float:
-            return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)) - 1)],
-                         2)
+        def quantile(q: float) -> float:  # nearest rank
+            return round(1000 * latencies[max(0, math.ceil(q * len(latencies)) - 1)], 2)
 
         return {"per_s": round(len(latencies) / PREDICT_WINDOW_S, 2), "p50_ms": quantile(0.5),
                 "p99_ms": quantile(0.99)}
@@ -97,8 +97,10 @@ class PredictWindow:
 
 class ConsoleState:
     def __init__(self, run_config: dict[str, Any], queue_size: int = 1000,
-                 max_history: int = 4000, run_dir: Path | None = None,
-                 model_name: str = "model") -> None:
+                 max_history: int = 4000, metrics_log: Path | None = None,
+                 serving_dir: Path | None = None) -> None:
+        """`metrics_log`: the run's, read back for the history of earlier launches;
+        `serving_dir`: where the TF-Serving versions appear (each gets a marker)."""
         self.run_config = run_config
         self._lock = threading.Lock()
         self._queue: deque[dict[str, Any]] = deque(maxlen=queue_size)
@@ -118,14 +120,14 @@ class ConsoleState:
         self.predicts = PredictWindow()
         #: the training step of the weights the predict route answers with
         self.serving_version: Callable[[], int] = lambda: 0
-        self._serving_dir = run_dir / "serving" / model_name if run_dir else None
+        self._serving_dir = serving_dir
         self._serving_seen: set[str] = set()
         self._serving_checked = 0.0
         self._steps: deque[tuple[float, int]] = deque(maxlen=50)  # (time, step): steps/s
         self._last_elapsed: float | None = None
-        if run_dir is not None:
-            self._read_back(run_dir / "metrics.jsonl")
-            self._serving_seen = set(self._serving_versions())
+        if metrics_log is not None:
+            self._read_back(metrics_log)
+        self._serving_seen = set(self._serving_versions())
 
     # -- input ------------------------------------------------------------------------------
 

@@ -96,7 +96,8 @@ def start_console(config: Config, layout: RunLayout, controls: Controls,
         pretrained=config.model.pretrained, run_config=config_as_dict(config),
         host=config.console.host, port=config.console.port, token=token,
         model_name=config.console.model_name, weights_name=weights.name,
-        weights_layout=weights.layout, run_dir=str(RunLayout.of(config).root))
+        weights_layout=weights.layout, metrics_log=str(layout.metrics),
+        serving_dir=str(layout.serving(config.console.model_name)))
     process = context.Process(target=serve, args=(spec, reports, requests, ready_child),
                               name="hvd-online-console", daemon=True)
     process.start()

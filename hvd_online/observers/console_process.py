@@ -42,8 +42,9 @@ class ConsoleSpec:
     model_name: str
     weights_name: str
     weights_layout: list[tuple[tuple[int, ...], str]]
-    #: the run directory: its metrics log (history across relaunches), serving versions
-    run_dir: str
+    #: the run's metrics log (the history of earlier launches) and TF-Serving versions
+    metrics_log: str
+    serving_dir: str
 
 
 def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
@@ -60,8 +61,8 @@ def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
 
     template = load_template(spec.template, spec.params)
     predictor = Predictor(build_model(template, spec.pretrained), template.schema)
-    state = ConsoleState(spec.run_config, run_dir=Path(spec.run_dir),
-                         model_name=spec.model_name)
+    state = ConsoleState(spec.run_config, metrics_log=Path(spec.metrics_log),
+                         serving_dir=Path(spec.serving_dir))
     console = create_app(state, predictor, controls.put, spec.token,
                          model_name=spec.model_name)
     server = ConsoleServer(console, spec.host, spec.port)

@@ -43,8 +43,9 @@ def apply_if_finite(optimizer: keras.optimizers.Optimizer, grads: list[Any], cou
                     tables: Sequence[Any] = ()) -> tuple[tf.Tensor, tf.Tensor]:
     """Inside a tf.function: apply `grads / count` unless there are no samples or the loss or
     a gradient is not finite. Returns (applied, finite). The last `len(tables)` gradients are
-    dynamic embedding tables' (hvd_online/model/dynamic_embedding.py): each applies its own
-    rows, with the optimizer's learning rate and step."""
+    dynamic embedding tables' (hvd_online/model/dynamic_embedding.py): each gets its summed
+    gradient and `count` (its optimizer decides: Adam divides, SGD sums per row) and applies
+    its own rows, with the optimizer's learning rate and step."""
     finite = tf.math.is_finite(loss_sum)
     for g in grads:
         finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(gradient_values(g))))

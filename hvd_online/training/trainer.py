@@ -225,11 +225,11 @@ class OnlineTrainer:
         if self._first_step_ms is None:
             self._first_step_ms = now
         if len(batch.sizes):
-            self.freshness.add(now - batch.published_ms, batch.sizes)
+            latency = now - batch.published_ms
+            self.freshness.add(latency, batch.sizes)
             steady = batch.published_ms >= self._first_step_ms
-            self.steady_freshness.add(now - batch.published_ms[steady], batch.sizes[steady])
-            self._last_freshness = weighted_quantiles(now - batch.published_ms, batch.sizes,
-                                                      (0.5, 0.99))
+            self.steady_freshness.add(latency[steady], batch.sizes[steady])
+            self._last_freshness = weighted_quantiles(latency, batch.sizes, (0.5, 0.99))
 
     def _recent_rate(self) -> float:
         """Samples/s over the last RATE_WINDOW_STEPS steps (a rate that follows the stream)."""
