@@ -65,12 +65,21 @@ class Predictor:
             msg = f"too many instances: {len(instances)}, at most {self.max_batch} per request"
             raise BadInput(msg)
         field = self.schema.features
-        rows = [i[field] if isinstance(i, dict) and field in i else i for i in instances]
+        # TF-Serving's row format: every instance a value, or every one an object of the
+        # model's named inputs (here one), never a mix and never other keys
+        keyed = [isinstance(i, dict) for i in instances]
+        if any(keyed) and not all(keyed):
+            msg = (f'instances must all be objects {{"{field}": ...}} or all be values, not '
+                   f"a mix (instance {keyed.index(not keyed[0])} differs from instance 0)")
+            raise BadInput(msg)
+        for n, instance in enumerate(instances):
+            if isinstance(instance, dict) and set(instance) != {field}:
+                msg = (f"instance {n}: an object must have the key {field!r} and no other "
+                       f"(got {sorted(map(str, instance))[:5]})")
+                raise BadInput(msg)
+        rows = [i[field] if isinstance(i, dict) else i for i in instances]
         shape = self.schema.feature_shape
         for n, row in enumerate(rows):
-            if isinstance(row, dict):
-                msg = f"instance {n}: an object must have the key {field!r}"
-                raise BadInput(msg)
             if not _numbers_nested(row, len(shape)):
                 msg = (f"instance {n}: must be numbers (no strings, booleans or nulls) in "
                        f"lists nested {len(shape)} deep, shape {list(shape)}")

@@ -136,6 +136,9 @@ def test_predict_uses_the_published_snapshot(console, model):
         ([1, 2, 3], 400, '{"instances": [...]}'),
         ({"instances": [[0, 0, 0]] * 9}, 400, "at most 8"),
         ({"instances": [{"z": [1, 2, 3]}]}, 400, "must have the key 'x'"),
+        ({"instances": [{"x": [1, 2, 3], "extra": 1}]}, 400, "and no other"),
+        ({"instances": [{"x": [1, 2, 3]}, [1, 2, 3]]}, 400, "not a mix (instance 1"),
+        ({"instances": [[1, 2, 3], {"x": [1, 2, 3]}]}, 400, "not a mix (instance 1"),
     ],
 )
 def test_predict_rejects_bad_input_with_json_4xx(console, body, status, fragment):
