@@ -6,7 +6,12 @@ import json
 import os
 import statistics
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from hvd_online.commands.produce import produce
 from hvd_online.commands.run import horovodrun_command
@@ -76,9 +81,52 @@ def prequential_mean(run_dir: Path, field: str, first: int = 0, last: int = 0) -
     return sum(r[field] * r["count"] for r in rows) / sum(r["count"] for r in rows)
 
 
+#: figures that say a repeat went wrong: the worst repeat's, never hidden in a median
+WORST_OF = ("redelivered", "resubscribed")
+
+
 def median_of(runs: list[dict]) -> dict:
-    """Medians over repeats, and the spread of the rate (slowest and fastest repeat)."""
-    out: dict = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    """Medians over repeats (the worst for `WORST_OF`), and the spread of the rate (slowest
+    and fastest repeat)."""
+    out: dict = {key: (max if key in WORST_OF else statistics.median)(r[key] for r in runs)
+                 for key in runs[0]}
     rates = [r["samples_per_s"] for r in runs]
     out.update(slowest_per_s=min(rates), fastest_per_s=max(rates), repeats=len(runs))
     return out
+
+
+def redeliveries(found: list[dict]) -> dict[str, int]:
+    """Redelivered messages the ranks dropped and resubscriptions, over every partition: a
+    stalled partition (pulsar-lite redelivers a backlog after a resubscription) shows here,
+    not only as a low rate."""
+    stats = [p for summary in found for p in summary["partitions"].values()]
+    return {"redelivered": sum(p["duplicates"] for p in stats),
+            "resubscribed": sum(p["resubscribed"] for p in stats)}
+
+
+def provenance() -> dict[str, Any]:
+    """When and from which commit a result came, and on how many cores."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "commit": commit + ("-dirty" if dirty else ""), "cores": os.cpu_count()}
+
+
+def write_results(path: str | Path, results: Any) -> None:
+    """A benchmark's JSON, with its provenance."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {**provenance(), **results} if isinstance(results, dict) else {
+        **provenance(), "results": results}
+    path.write_text(json.dumps(body, indent=1))
+
+
+@contextmanager
+def work_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder for a benchmark's broker and runs, removed when it ends."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pulsar
 
-from benchmarks.common import ENV, REPO
+from benchmarks.common import ENV, REPO, work_dir
 from hvd_online.commands.produce import produce
 from hvd_online.commands.run import horovodrun_command
 from hvd_online.config import load_config
@@ -108,8 +107,7 @@ def main() -> int:
     parser.add_argument("--set", dest="extra", action="append", default=[],
                         help="config override for the ranks, e.g. window.batch_size=128")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="hvd-online-join-"))
-    with EmbeddedBroker(work / "broker") as broker:
+    with work_dir("hvd-online-join-") as work, EmbeddedBroker(work / "broker") as broker:
         result = join_latency(broker.url, work / "join", args.rate, args.seconds,
                               tuple(args.extra))
     print(table(result))

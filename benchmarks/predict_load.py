@@ -20,14 +20,13 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from benchmarks.common import ENV, REPO
+from benchmarks.common import ENV, REPO, work_dir, write_results
 from hvd_online.commands.run import horovodrun_command
 from hvd_online.state.run_dir import RunLayout
 from streams.pulsar.broker import EmbeddedBroker
@@ -106,8 +105,7 @@ def samples_total(base: str) -> int:
 
 def predict_under_load(clients: list[int], batches: list[int], rate: float,
                        samples_per_message: int, seconds: float) -> list[dict]:
-    work = Path(tempfile.mkdtemp(prefix="hvd-online-bench-"))
-    with EmbeddedBroker(work / "broker") as broker:
+    with work_dir("hvd-online-predict-") as work, EmbeddedBroker(work / "broker") as broker:
         config = write_config(work, broker.url)
         common = [str(config), "--url", broker.url, "--run-dir", str(work / "run"),
                   "--set", "console.port=0", "--set", "train.max_samples=0",
@@ -174,8 +172,7 @@ def main() -> int:
                                  [int(b) for b in args.batch.split(",")], args.rate,
                                  args.samples_per_message, args.seconds)
     print(table(results))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1))
+    write_results(args.json, results)
     return 0
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pulsar
 
-from benchmarks.common import REPO, run_ranks, steady_rate
+from benchmarks.common import REPO, run_ranks, steady_rate, write_results
 from benchmarks.quality_streams import STREAMS, stream_rows
 from examples.drift.model import HyperplaneClassifier
 from hvd_online.commands.produce import produce
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"quick": args.quick, "results": results}, indent=1))
+    write_results(out, {"quick": args.quick, "results": results})
     return 0
 
 

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.common import write_results
 from examples.movielens.data import ratings
 from examples.movielens.model import RatingMF
 from hvd_online.model.dynamic_embedding import dynamic_tables
@@ -179,8 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {"ratings": len(stream), "settings": vars(args), "peak_rss_mb": round(peak),
               "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_results(args.out, report)
     print(table(results))
     print(f"peak RSS {peak:.0f} MB (the whole process: TensorFlow, River and the data)")
     return 0

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.common import write_results
 from hvd_online.model.dynamic_embedding import DynamicEmbedding
 from hvd_online.sync.steps import LockstepStep, Trainable
 
@@ -151,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args.events, args.ids, args.capacity, args.batch, args.every)
     result["rss_spread_last_half"] = round(flat_within(result["curve"]), 4)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    write_results(args.out, result)
     draw_memory_curve(result, Path(args.out).with_suffix(".png"))
     last = result["curve"][-1]
     print(f"{result['distinct_ids']:,} distinct IDs; table rows {last['size']:,} of "

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.common import write_results
 from hvd_online.model.dynamic_embedding import DynamicEmbedding
 from hvd_online.sync.steps import LockstepStep, Trainable
 
@@ -101,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                          "sgd_vs_fixed": round(rates["sgd"] / rates["fixed"], 3)}
         print(json.dumps({name: results[name]}), flush=True)
     report = {"settings": vars(args), "dim": DIM, "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_results(args.out, report)
     print("| ID space | fixed Embeddings | dynamic, lazy Adam | dynamic, SGD | "
           "Adam vs fixed | SGD vs fixed |")
     print("|---|---|---|---|---|---|")

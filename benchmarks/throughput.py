@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 import pulsar
 
-from benchmarks.common import prequential_mean, run_ranks, steady_window, train_argv
+from benchmarks.common import (
+    prequential_mean,
+    redeliveries,
+    run_ranks,
+    steady_window,
+    train_argv,
+)
 from examples.mlp.model import MLPRegression
 from examples.mlp.producer import generate
 from streams.pulsar.client import connect
@@ -72,7 +78,7 @@ def hvd_online(url: str, topic: str, samples: int, ranks: int, batch: int,
     found = run_ranks(ranks, train_argv(url, topic, run_dir, samples, batch, extra), run_dir)
     rate, seconds = steady_window(run_dir, samples)
     return {"samples_per_s": rate, "measured_s": seconds,
-            "peak_rss_mb": max(s["peak_rss_mb"] for s in found),
+            "peak_rss_mb": max(s["peak_rss_mb"] for s in found), **redeliveries(found),
             "final_loss": prequential_mean(run_dir, "loss", first=int(0.9 * samples)),
             "final_mae": prequential_mean(run_dir, "metric", first=int(0.9 * samples))}
 
