@@ -37,6 +37,8 @@ class Console:
     state: ConsoleState
     metrics: RunMetrics
     emit_interval_s: float
+    #: every answered predict's latency, REST's or gRPC's (the histogram, the recent window)
+    record_latency: Callable[[float], None]
 
     def emit_pending(self) -> None:
         """Send the reports queued since the last call to every open page."""
@@ -89,4 +91,4 @@ def create_app(state: ConsoleState, predictor: Predictor | None,
         socketio.emit("history", {"points": state.history(), **state.snapshot(),
                                   "config": state.run_config}, to=request.sid)  # type: ignore[attr-defined]
 
-    return Console(app, socketio, state, metrics, emit_interval_s)
+    return Console(app, socketio, state, metrics, emit_interval_s, record_latency)

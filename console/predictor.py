@@ -89,11 +89,24 @@ class Predictor:
         except (ValueError, OverflowError):  # ragged, or an integer beyond any float
             msg = f"instances must all have shape {list(shape)} and values a float can hold"
             raise BadInput(msg) from None
+        return self.checked(x)
+
+    def checked(self, x: np.ndarray) -> np.ndarray:
+        """A batch of instances (any numeric array, e.g. a gRPC TensorProto's), checked and
+        in the model's dtype: the rules REST and gRPC share."""
+        shape = self.schema.feature_shape
+        if x.dtype.kind not in "iuf":
+            msg = f"instances must be numbers, got dtype {x.dtype}"
+            raise BadInput(msg)
+        if x.ndim < 1 or not 1 <= x.shape[0] <= self.max_batch:
+            msg = (f"a batch of 1 to {self.max_batch} instances is needed, got shape "
+                   f"{list(x.shape)}")
+            raise BadInput(msg)
         if x.shape[1:] != shape:
             msg = f"each instance must have shape {list(shape)}, got {list(x.shape[1:])}"
             raise BadInput(msg)
-        with np.errstate(over="ignore"):
-            out = x.astype(self.schema.dtype[field].base)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = x.astype(self.schema.dtype[self.schema.features].base)
         if not np.isfinite(out).all():
             msg = "instances contain NaN, infinity or values too large for the model's dtype"
             raise BadInput(msg)
@@ -101,6 +114,11 @@ class Predictor:
 
     def predict(self, x: np.ndarray) -> tuple[int, list[Any]]:
         """The live model's outputs for `x` (JSON lists), and the step of its weights."""
+        version, out = self.predict_array(x)
+        return version, out.tolist()
+
+    def predict_array(self, x: np.ndarray) -> tuple[int, np.ndarray]:
+        """The live model's outputs for `x`, and the step of its weights."""
         with self._lock:
             pending = self._pending
             if pending is None and not self.version:
@@ -110,7 +128,7 @@ class Predictor:
                 self._model.set_weights(pending[1])
                 self.version = pending[0]
             out = self._forward(x)
-        return self.version, np.asarray(out).tolist()
+        return self.version, np.asarray(out)
 
 
 def _numbers_nested(value: Any, depth: int) -> bool:

@@ -60,6 +60,12 @@ if ! "$venv/bin/python" -c "import horovod, horovod.tensorflow" 2>/dev/null \
   "${pip[@]}" install -r "$repo/requirements.lock"
 fi
 
+if [ "$("$venv/bin/python" -m pip --disable-pip-version-check show tensorflow-serving-api 2>/dev/null \
+      | sed -n 's/^Version: //p')" != "$(sed -n 's/^tensorflow-serving-api==//p' "$repo/requirements-nodeps.lock")" ]; then
+  log "installing tensorflow-serving-api's protos (--no-deps: it would pull a second TensorFlow)"
+  "${pip[@]}" install --no-deps -r "$repo/requirements-nodeps.lock"
+fi
+
 log "installing hvd-online (editable)"
 "${pip[@]}" install --no-deps --no-build-isolation -e "$repo"
 

@@ -96,6 +96,9 @@ class ConsoleConfig:
     #: 127.0.0.1 by default: set 0.0.0.0 to open it to the network
     host: str = "127.0.0.1"
     port: int = bounded(8080, ge=0, le=PORT_MAX)
+    #: TF-Serving's gRPC API (PredictionService, ModelService, health) on the same host;
+    #: 0 picks a free port (written to RUN_DIR/console-grpc.txt)
+    grpc_port: int = bounded(8500, ge=0, le=PORT_MAX)
     #: token for save/stop; empty generates one at start and prints it
     token: str = ""
     #: name in the predict route: POST /v1/models/NAME:predict

@@ -95,7 +95,8 @@ def start_console(config: Config, layout: RunLayout, controls: Controls,
         template=config.model.template, params=dict(config.model.params),
         pretrained=config.model.pretrained, run_config=config_as_dict(config),
         host=config.console.host, port=config.console.port, token=token,
-        model_name=config.console.model_name, weights_name=weights.name,
+        model_name=config.console.model_name, grpc_port=config.console.grpc_port,
+        weights_name=weights.name,
         weights_layout=weights.layout, metrics_log=str(layout.metrics),
         serving_dir=str(layout.serving(config.console.model_name)))
     process = context.Process(target=serve, args=(spec, reports, requests, ready_child),
@@ -110,9 +111,11 @@ def start_console(config: Config, layout: RunLayout, controls: Controls,
                    "above)" if process.exitcode is not None else
                    f"the console process did not start within {START_TIMEOUT_S:.0f} s")
             raise HvdOnlineError(msg)
-    url = ready.recv()
-    log.info("console at %s  (token for save/stop: %s; open %s?token=%s)", url, token, url,
-             token)
+    url, grpc_address = ready.recv()
+    log.info("console at %s  (token for save/stop: %s; open %s?token=%s); TF-Serving gRPC at "
+             "%s", url, token, url, token, grpc_address)
     layout.root.mkdir(parents=True, exist_ok=True)
-    layout.console_url.write_text(f"{url}\n")  # scripts and tests find the port here
+    if grpc_address:
+        layout.console_grpc.write_text(f"{grpc_address}\n")
+    layout.console_url.write_text(f"{url}\n")  # scripts and tests find the ports here
     return ConsoleLink(process, reports, requests, weights, controls, model_weights, url)

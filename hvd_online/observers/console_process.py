@@ -42,6 +42,7 @@ class ConsoleSpec:
     model_name: str
     weights_name: str
     weights_layout: list[tuple[tuple[int, ...], str]]
+    grpc_port: int
     #: the run's metrics log (the history of earlier launches) and TF-Serving versions
     metrics_log: str
     serving_dir: str
@@ -66,8 +67,9 @@ def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
     console = create_app(state, predictor, controls.put, spec.token,
                          model_name=spec.model_name)
     server = ConsoleServer(console, spec.host, spec.port)
+    grpc_server = start_grpc(spec, predictor, console.record_latency)
     weights = SharedWeights.attach(spec.weights_name, spec.weights_layout)
-    ready.send(server.url)
+    ready.send((server.url, grpc_server.address if grpc_server else ""))
 
     def feed_weights() -> None:
         seen = -1
@@ -92,3 +94,17 @@ def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
         state.push(report)
         console.metrics.observe(report)
     server.finish()
+    if grpc_server is not None:
+        grpc_server.stop()
+
+
+def start_grpc(spec: ConsoleSpec, predictor: Any, record_latency: Any) -> Any:
+    """TF-Serving's gRPC API, when its protos are installed (scripts/setup.sh installs
+    tensorflow-serving-api with --no-deps: its wheel asks for a second TensorFlow)."""
+    try:
+        from console.grpc_service import GrpcServer
+    except ImportError as err:
+        log.warning("TF-Serving gRPC API off: %s (pip install --no-deps "
+                    "tensorflow-serving-api==2.21.0)", err)
+        return None
+    return GrpcServer(predictor, spec.model_name, spec.host, spec.grpc_port, record_latency)

@@ -52,6 +52,11 @@ class RunLayout:
         """The console's address, written by rank 0 once it listens."""
         return self.root / "console.url"
 
+    @property
+    def console_grpc(self) -> Path:
+        """host:port of the console's gRPC API (TF-Serving's), written with `console_url`."""
+        return self.root / "console-grpc.txt"
+
     def summary(self, rank: int) -> Path:
         """One rank's machine-readable result, written when it ends."""
         return self.root / f"summary-rank-{rank}.json"
