@@ -7,7 +7,7 @@ prints p50/p99 latency, requests/s and the samples/s training kept up meanwhile 
 them as JSON).
 
     .venv/bin/python -m benchmarks.predict_load [--seconds 20] [--clients 1,4,16]
-        [--batch 1,64] [--rate 5000] [--samples-per-message 1]
+        [--batch 1,64] [--rate 5000] [--samples-per-message 1] [--protocols rest,grpc]
 
 (`python -m benchmarks.run` runs it too, next to the other cases.)
 """
@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -53,31 +54,65 @@ def request(url: str, body: bytes) -> float:
     return time.perf_counter() - start
 
 
-def load(url: str, seconds: float, clients: int, batch: int, inputs: int) -> dict[str, float]:
+def rest_client(url: str, batch: int,
+                inputs: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(send one predict, close): one keep-alive connection, JSON as TF-Serving's REST."""
     body = json.dumps({"instances": [[0.1] * inputs] * batch}).encode()
+    address = urlsplit(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+
+    def send() -> None:
+        try:
+            connection.request("POST", address.path, body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+        except Exception:
+            connection.close()  # reconnects at the next request
+            raise
+        if response.status != 200:
+            raise RuntimeError(f"status {response.status}")
+
+    return send, connection.close
+
+
+def grpc_client(address: str, batch: int,
+                inputs: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(send one predict, close): one channel, a stock TF-Serving PredictRequest."""
+    import grpc
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(address)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "model"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.full((batch, inputs), 0.1,
+                                                              np.float32)))
+
+    def send() -> None:
+        stub.Predict(request, timeout=10)
+
+    return send, channel.close
+
+
+def load(make_client: Callable[[], tuple[Callable[[], None], Callable[[], None]]],
+         seconds: float, clients: int) -> dict[str, float]:
+    """`clients` threads, each with its own client sending one request at a time."""
     latencies: list[float] = []
     errors = []
     stop_at = time.monotonic() + seconds
-    address = urlsplit(url)
 
     def client() -> None:
-        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        send, close = make_client()
         while time.monotonic() < stop_at:
             start = time.perf_counter()
             try:
-                connection.request("POST", address.path, body,
-                                   {"Content-Type": "application/json"})
-                response = connection.getresponse()
-                response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"status {response.status}")
+                send()
                 latencies.append(time.perf_counter() - start)
             except Exception as err:  # noqa: BLE001 - counted and reported
                 errors.append(str(err))
-                connection.close()
-                connection = http.client.HTTPConnection(address.hostname, address.port,
-                                                        timeout=10)
-        connection.close()
+        close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     start = time.monotonic()
@@ -90,7 +125,7 @@ def load(url: str, seconds: float, clients: int, batch: int, inputs: int) -> dic
         raise RuntimeError(f"no predict request succeeded: {errors[:3]}")
     ordered = sorted(latencies)
     return {
-        "requests": len(latencies), "errors": len(errors), "clients": clients, "batch": batch,
+        "requests": len(latencies), "errors": len(errors), "clients": clients,
         "requests_per_s": len(latencies) / elapsed,
         "p50_ms": 1000 * statistics.median(ordered),
         "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
@@ -104,11 +139,13 @@ def samples_total(base: str) -> int:
 
 
 def predict_under_load(clients: list[int], batches: list[int], rate: float,
-                       samples_per_message: int, seconds: float) -> list[dict]:
+                       samples_per_message: int, seconds: float,
+                       protocols: tuple[str, ...] = ("rest", "grpc")) -> list[dict]:
     with work_dir("hvd-online-predict-") as work, EmbeddedBroker(work / "broker") as broker:
         config = write_config(work, broker.url)
         common = [str(config), "--url", broker.url, "--run-dir", str(work / "run"),
-                  "--set", "console.port=0", "--set", "train.max_samples=0",
+                  "--set", "console.port=0", "--set", "console.grpc_port=0",
+                  "--set", "train.max_samples=0",
                   "--set", "train.idle_timeout_s=0",
                   "--set", f"produce.samples_per_message={samples_per_message}"]
         producer = subprocess.Popen([sys.executable, "-m", "hvd_online.cli", "produce", *common,
@@ -130,16 +167,21 @@ def predict_under_load(clients: list[int], batches: list[int], rate: float,
                 except Exception:  # noqa: BLE001 - 503 until training has started
                     time.sleep(0.5)
             time.sleep(5)  # training up to speed
+            grpc_address = RunLayout(work / "run").console_grpc.read_text().strip()
+            makers = {"rest": lambda batch: lambda: rest_client(predict, batch, 16),
+                      "grpc": lambda batch: lambda: grpc_client(grpc_address, batch, 16)}
             results = []
-            for batch in batches:
-                for n in clients:
-                    before, started = samples_total(base), time.monotonic()
-                    result = load(predict, seconds, n, batch, inputs=16)
-                    trained = (samples_total(base) - before) / (time.monotonic() - started)
-                    results.append({**result, "trained_samples_per_s": trained,
-                                    "stream_rate": rate,
-                                    "samples_per_message": samples_per_message})
-                    print(table(results[-1:]), flush=True)
+            for protocol in protocols:
+                for batch in batches:
+                    for n in clients:
+                        before, started = samples_total(base), time.monotonic()
+                        result = load(makers[protocol](batch), seconds, n)
+                        trained = (samples_total(base) - before) / (time.monotonic() - started)
+                        results.append({**result, "protocol": protocol, "batch": batch,
+                                        "trained_samples_per_s": trained,
+                                        "stream_rate": rate,
+                                        "samples_per_message": samples_per_message})
+                        print(table(results[-1:]), flush=True)
         finally:
             for process in (ranks, producer):
                 process.terminate()
@@ -148,9 +190,10 @@ def predict_under_load(clients: list[int], batches: list[int], rate: float,
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| samples/message | clients | batch | requests/s | p50 ms | p99 ms | errors | "
-             "trained samples/s |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['samples_per_message']} | {r['clients']} | {r['batch']} | "
+    lines = ["| protocol | samples/message | clients | batch | requests/s | p50 ms | p99 ms | "
+             "errors | trained samples/s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.get('protocol', 'rest')} | {r['samples_per_message']} | {r['clients']} | "
+              f"{r['batch']} | "
               f"{r['requests_per_s']:.0f} | "
               f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
               f"{r['trained_samples_per_s']:,.0f} |" for r in results]
@@ -166,11 +209,14 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=5000, help="stream samples/s")
     parser.add_argument("--samples-per-message", type=int, default=1,
                         help="records packed into one Pulsar message")
+    parser.add_argument("--protocols", default="rest,grpc",
+                        help="rest (TF-Serving's JSON), grpc (its PredictionService)")
     parser.add_argument("--json", default="benchmarks/results/predict_load.json")
     args = parser.parse_args()
     results = predict_under_load([int(c) for c in args.clients.split(",")],
                                  [int(b) for b in args.batch.split(",")], args.rate,
-                                 args.samples_per_message, args.seconds)
+                                 args.samples_per_message, args.seconds,
+                                 tuple(args.protocols.split(",")))
     print(table(results))
     write_results(args.json, results)
     return 0
