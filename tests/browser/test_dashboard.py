@@ -10,7 +10,7 @@ import pytest
 
 from hvd_online.commands.run import horovodrun_command
 from hvd_online.state.run_dir import RunLayout
-from tests.integration.harness import REPO, wait_until, write_config
+from tests.integration.harness import REPO, enable_console, wait_until, write_config
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -20,11 +20,7 @@ ARTIFACTS = REPO / "artifacts"
 
 @pytest.fixture
 def live_run(broker, topic, tmp_path):
-    extra = f'[console]\nenabled = true\nport = 0\ntoken = "{TOKEN}"\n'
-    config = write_config(tmp_path, broker.url, topic, extra=extra)
-    # write_config disables the console; the later [console] table must replace it
-    text = config.read_text().replace("[console]\nenabled = false\n", "")
-    config.write_text(text)
+    config = enable_console(write_config(tmp_path, broker.url, topic), TOKEN)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     producer = subprocess.Popen(
         [sys.executable, "-m", "hvd_online.cli", "produce", str(config), "--count", "2000000",

@@ -5,7 +5,7 @@ import pytest
 
 from hvd_online.state.run_dir import RunLayout
 from tests.browser.test_dashboard import ARTIFACTS, CHROMIUM
-from tests.integration.harness import start_producer, start_ranks, wait_until
+from tests.integration.harness import enable_console, start_producer, start_ranks, wait_until
 from tests.integration.test_drift_challenger import write_drift_config
 
 pytestmark = pytest.mark.browser
@@ -15,10 +15,7 @@ M = 14000
 def test_the_page_names_the_response_and_draws_the_challenger(broker, topic, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    config = write_drift_config(tmp_path, broker.url, topic)
-    text = config.read_text().replace("[console]\nenabled = false\n",
-                                      '[console]\nenabled = true\nport = 0\ntoken = "t"\n')
-    config.write_text(text)
+    config = enable_console(write_drift_config(tmp_path, broker.url, topic), "t")
     layout = RunLayout(tmp_path / "run")
     ranks = start_ranks(config, f"train.max_samples={M}", log_path=tmp_path / "ranks.log")
     producer = None

@@ -13,6 +13,7 @@ import pytest
 from hvd_online.state.run_dir import RunLayout
 from tests.browser.test_dashboard import ARTIFACTS, CHROMIUM
 from tests.integration.harness import (
+    enable_console,
     rank_pids,
     start_producer,
     start_ranks,
@@ -29,11 +30,7 @@ LOSS, CHECKPOINTS, VERSIONS, RELAUNCHES = 0, 4, 5, 6
 
 def console_config(tmp_path, url, topic):
     extra = ('[checkpoint]\nevery_steps = 25\n[serving]\nexport_every_s = 2\n')
-    config = write_config(tmp_path, url, topic, extra=extra)
-    text = config.read_text().replace("[console]\nenabled = false\n",
-                                      '[console]\nenabled = true\nport = 0\ntoken = "t"\n')
-    config.write_text(text)
-    return config
+    return enable_console(write_config(tmp_path, url, topic, extra=extra), "t")
 
 
 def open_page(pw, url, errors: list | None = None):

@@ -61,6 +61,18 @@ params = {generator_params}
     return path
 
 
+def enable_console(config_path: Path, token: str) -> Path:
+    """Turn on the console of a config written by `write_config` (or any with its
+    `[console] enabled = false`), on free ports: REST and gRPC alike, so a run never waits
+    for a port an earlier run's console still holds."""
+    text = config_path.read_text()
+    off = "[console]\nenabled = false\n"
+    assert off in text, "the config's console table is not write_config's"
+    config_path.write_text(text.replace(off, "[console]\nenabled = true\nport = 0\n"
+                                               f'grpc_port = 0\ntoken = "{token}"\n'))
+    return config_path
+
+
 def produced_ids(count: int) -> list[int]:
     """The ids of the first `count` records of the default stream, sorted."""
     return sorted(skewed_ids(count).tolist())

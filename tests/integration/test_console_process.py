@@ -29,7 +29,8 @@ def report(step: int, **extra) -> StepReport:
 @pytest.fixture
 def link(tmp_path):
     config = load_config(REPO / "examples" / "mlp" / "config.toml",
-                         ["console.port=0", 'console.token="tok"', f'run.dir="{tmp_path}"'])
+                         ["console.port=0", "console.grpc_port=0", 'console.token="tok"',
+                          f'run.dir="{tmp_path}"'])
     template = load_template(config.model.template, config.model.params)
     model = build_model(template, "")
     controls = Controls()

@@ -18,8 +18,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from hvd_online.state.run_dir import RunLayout
-from tests.integration.harness import start_producer, start_ranks, wait_until, write_config
+from tests.integration.harness import wait_until
+from tests.integration.test_metrics import live_run
 
 pytestmark = pytest.mark.integration
 INPUTS = 16  # the MLP template of write_config
@@ -49,16 +49,7 @@ def code_of(call) -> grpc.StatusCode:
 
 
 def test_a_stock_tf_serving_client_against_a_live_run(broker, topic, tmp_path):
-    config = write_config(tmp_path, broker.url, topic, extra="")
-    config.write_text(config.read_text().replace(
-        "[console]\nenabled = false\n",
-        '[console]\nenabled = true\nport = 0\ngrpc_port = 0\ntoken = "t"\n'))
-    layout = RunLayout(tmp_path / "run")
-    ranks = start_ranks(config, "train.idle_timeout_s=0", log_path=tmp_path / "ranks.log")
-    producer = start_producer(config, 2_000_000, rate=3000, log_path=tmp_path / "producer.log")
-    try:
-        url = wait_until(lambda: layout.console_url.exists()
-                         and layout.console_url.read_text().strip(), 120, "the console")
+    with live_run(broker, topic, tmp_path) as (url, _, layout):
         address = layout.console_grpc.read_text().strip()
         channel = grpc.insecure_channel(address)
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
@@ -144,6 +135,3 @@ def test_a_stock_tf_serving_client_against_a_live_run(broker, topic, tmp_path):
         assert codes == {name: code for name, (_, code) in cases.items()}
         assert predict(request(x), timeout=10).model_spec.version.value > 0, "still answers"
         channel.close()
-    finally:
-        ranks.stop()
-        producer.stop()

@@ -17,7 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hvd_online.state.run_dir import RunLayout
 from streams.pulsar.producer import PartitionedProducer
-from tests.integration.harness import start_producer, start_ranks, wait_until, write_config
+from tests.integration.harness import (
+    enable_console,
+    start_producer,
+    start_ranks,
+    wait_until,
+    write_config,
+)
 from tests.integration.prometheus_server import BINARY, MONITORING, PrometheusServer
 
 pytestmark = pytest.mark.integration
@@ -87,19 +93,17 @@ def counters(families: dict) -> dict[tuple, float]:
 
 @contextmanager
 def live_run(broker, topic, tmp_path):
-    """A 2-rank run on a live stream with the console on: (console URL, the ranks)."""
-    config = write_config(tmp_path, broker.url, topic, extra="")
-    text = config.read_text().replace(
-        "[console]\nenabled = false\n",
-        f'[console]\nenabled = true\nport = 0\ntoken = "{TOKEN}"\n[checkpoint]\nevery_steps = 20\n')
-    config.write_text(text)
+    """A 2-rank run on a live stream with the console on: (console URL, the ranks, the
+    run's layout)."""
+    config = enable_console(write_config(tmp_path, broker.url, topic,
+                                         extra="[checkpoint]\nevery_steps = 20\n"), TOKEN)
     layout = RunLayout(tmp_path / "run")
     ranks = start_ranks(config, "train.idle_timeout_s=0", log_path=tmp_path / "ranks.log")
     producer = start_producer(config, 2_000_000, rate=3000, log_path=tmp_path / "producer.log")
     try:
         url = wait_until(lambda: layout.console_url.exists()
                          and layout.console_url.read_text().strip(), 120, "the console")
-        yield url.rstrip("/") + "/", ranks
+        yield url.rstrip("/") + "/", ranks, layout
         assert post(url.rstrip("/") + "/", "/api/stop", {}, TOKEN) == 202
         assert ranks.wait(120) == 0
     finally:
@@ -108,7 +112,7 @@ def live_run(broker, topic, tmp_path):
 
 
 def test_metrics_during_a_two_rank_run(broker, topic, tmp_path):
-    with live_run(broker, topic, tmp_path) as (url, _):
+    with live_run(broker, topic, tmp_path) as (url, _, _layout):
         send_poison(broker.url, topic)
         wait_until(lambda: scrape(url).get("hvd_online_dead_letters", {}).get(
             ("hvd_online_dead_letters_total", ("reason", "wrong size"))) == 4, 120,
@@ -143,7 +147,7 @@ def test_metrics_during_a_two_rank_run(broker, topic, tmp_path):
                                            "(scripts/setup.sh installs it where it runs as root)")
 def test_a_real_prometheus_scrapes_a_two_rank_run_with_the_shipped_config(broker, topic,
                                                                            tmp_path):
-    with live_run(broker, topic, tmp_path) as (url, _):
+    with live_run(broker, topic, tmp_path) as (url, _, _layout):
         target = url.removeprefix("http://").rstrip("/")
         prometheus = PrometheusServer(target, tmp_path / "prometheus")
         try:

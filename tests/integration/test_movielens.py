@@ -21,6 +21,7 @@ from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
 from tests.browser.test_dashboard import ARTIFACTS, CHROMIUM
 from tests.integration.harness import (
+    enable_console,
     kill_a_rank_mid_stream,
     ledger_size,
     read_labelled_ledger,
@@ -116,9 +117,8 @@ def test_kill_9_mid_stream_then_restart_trains_every_rating_once(broker, topic, 
 
 def joined_config(tmp_path: Path, url: str, topic: str, count: int) -> Path:
     """examples/movielens/config-joined.toml's join, shortened, with the console on."""
-    path = movielens_config(tmp_path, url, topic, count)
-    text = path.read_text().replace(f'topic = "{topic}"\n', "").replace(
-        "[console]\nenabled = false\n", '[console]\nenabled = true\nport = 0\ntoken = "t"\n')
+    path = enable_console(movielens_config(tmp_path, url, topic, count), "t")
+    text = path.read_text().replace(f'topic = "{topic}"\n', "")
     text = text.replace(f"""generator = "{EXAMPLE / 'producer.py'}:generate"
 """, f"""generator = "{EXAMPLE / 'producer.py'}:generate_joined"
 params = {{ rate = 1500.0, median_delay_s = 0.5 }}
