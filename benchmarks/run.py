@@ -231,8 +231,10 @@ def main() -> int:
             rates = [float(r) for r in args.rates.split(",")]
             report["freshness"] = freshness_cases(broker.url, work, rates, args.seconds)
         if "join" not in skip:
-            report["join"] = join_latency.join_latency(broker.url, work / "join", 5000.0,
-                                                       10 if args.quick else 30)
+            report["join"] = [
+                {**join_latency.join_latency(broker.url, work / f"join-{name}", 5000.0,
+                                             10 if args.quick else 30, extra),
+                 "stream": name} for name, extra in join_latency.STREAMS.items()]
     if "predict" not in skip:
         seconds = 5 if args.quick else 20
         report["predict"] = [result for per_message in (1, PACKED)

@@ -56,6 +56,12 @@ class PartitionSource(ABC):
         """Resume state covering every record handed out so far (None: nothing yet, start
         from the beginning of the subscription)."""
 
+    def snapshot_through(self, record: Record | None) -> str | None:
+        """Resume state covering `record` and every record of this source before it (None:
+        the state it was built from). For a reader ahead of the checkpoint (the predictions
+        stage of raw event streams hands records over later than it reads them)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot snapshot a record")
+
     def commit(self, snapshot: str | None) -> None:  # noqa: B027 - optional hook
         """A checkpoint holding `snapshot` is durable: what it covers may be forgotten."""
 

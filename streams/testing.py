@@ -39,6 +39,7 @@ class TestingSource(PartitionSource):
         self.key = key or f"testing-{partition}"
         self._items = list(payloads)
         self._cursor = 0
+        self._resume_state = resume_state
         self._position = -1 if resume_state is None else int(resume_state)
         skip = self._position + 1
         while skip and self._cursor < len(self._items):  # resume: pass over what was covered
@@ -65,6 +66,9 @@ class TestingSource(PartitionSource):
 
     def snapshot(self) -> str | None:
         return None if self._position < 0 else str(self._position)
+
+    def snapshot_through(self, record: Record | None) -> str | None:
+        return self._resume_state if record is None else str(record.position)
 
     def commit(self, snapshot: str | None) -> None:
         self.committed.append(snapshot)

@@ -154,6 +154,9 @@ class DriftConfig:
     #: it is dropped if it has not won after `challenger_patience` samples
     challenger_window: int = bounded(2000, ge=1)
     challenger_patience: int = bounded(30000, ge=1)
+    #: challenger: at most one new challenger per this many samples (false alarms cost little);
+    #: a drift flag still restarts one that a warning started long before it
+    challenger_every: int = bounded(10000, ge=1)
 
 
 @dataclass(frozen=True)

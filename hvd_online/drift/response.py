@@ -10,6 +10,17 @@ Actions (`drift.action`), measured on the quality benchmark (README "Quality"):
   (weights and optimizer) once its prequential loss over the last `challenger_window` samples is
   lower, or is dropped after `challenger_patience` samples. A false alarm therefore costs compute
   but cannot make the model worse.
+  - A warning can come long before the drift it warns of (or the drift comes on top of a
+    false alarm): then the challenger has learnt mostly the old concept, and promoting it
+    deepens the dip (seen on a 10-class stream: a challenger from a warning ~4,900 samples
+    early, promoted 11 steps after the flag). So at a DRIFT flag a challenger that started at
+    a warning more than `challenger_window` samples before is *restarted* from the model's
+    current weights ("restarted"): its trial, and so the win it needs, counts only samples
+    after the flag, and it is promoted no sooner than a full window after it.
+  - False alarms cost little: a new challenger starts at most once per `challenger_every`
+    samples (on a gradual drift the detector keeps firing; each trial that does not win is
+    dropped without touching the model). A restart at a flag replaces one, so it is not
+    counted against that budget.
 
 Every rank sees the same global loss, so every decision below is taken at the same step on
 every rank, and the challenger's own collective step runs on all of them or on none. So the
@@ -129,11 +140,13 @@ class Challenger:
 
 @dataclass
 class Trial:
-    """A running challenger's record: samples since it started, and per step (samples, the
-    model's loss sum, the challenger's loss sum) over the last `challenger_window` samples."""
+    """A running challenger's record: what started it (a "warning" or a "drift" flag), samples
+    since it started, and per step (samples, the model's loss sum, the challenger's loss sum)
+    over the last `challenger_window` samples."""
 
     seen: int = 0
     recent: deque[tuple[float, float, float]] = field(default_factory=deque)
+    cause: str = "warning"
 
     def add(self, count: float, model_loss: float, challenger_loss: float, window: int) -> None:
         self.seen += int(count)
@@ -171,6 +184,8 @@ class DriftResponse:
                       if config.action != "mark" else None)
         self.challenger = challenger
         self.trial: Trial | None = None
+        #: samples since the last challenger started (the false-alarm budget)
+        self.since_challenger = config.challenger_every
 
     def after_step(self, x: np.ndarray, y: np.ndarray, loss: float, count: float) -> Response:
         """After the model's step: `loss` is its global prequential mean over `count` samples
@@ -182,20 +197,37 @@ class DriftResponse:
         challenger_loss = math.nan
         if self.boost:
             self.boost.tick()
+        self.since_challenger += int(count)
         if self.trial is not None:
             challenger_sum = self._challenger().train(x, y)
             challenger_loss = challenger_sum / count
             self.trial.add(count, loss * count, challenger_sum, self.config.challenger_window)
-            action = self._judge()
+            # judged only if it is not restarted: at the flag its window is mostly pre-drift
+            action = "restarted" if self._restart_at(signal) else self._judge()
         if self.config.action == "boost" and signal is Signal.DRIFT:
             self.boost.start()  # type: ignore[union-attr]
             action = "boost"
-        elif (self.config.action == "challenger" and signal is not Signal.NONE
-              and self.trial is None and action is None):
-            self._challenger().start_from(self.model)
-            self.trial = Trial()
+        elif (self.config.action == "challenger" and action is None and self.trial is None
+              and signal is not Signal.NONE
+              and self.since_challenger >= self.config.challenger_every):
+            self._start_trial(signal)
+            self.since_challenger = 0
             action = "challenger"
         return Response(signal, action, challenger_loss)
+
+    def _restart_at(self, signal: Signal) -> bool:
+        """At a drift flag, restart a challenger that a warning started more than a window
+        before it."""
+        trial = self.trial
+        if (trial is None or signal is not Signal.DRIFT or trial.cause != "warning"
+                or trial.seen <= self.config.challenger_window):
+            return False
+        self._start_trial(signal)
+        return True
+
+    def _start_trial(self, signal: Signal) -> None:
+        self._challenger().start_from(self.model)
+        self.trial = Trial(cause=signal.value)
 
     def _challenger(self) -> Challenger:
         assert self.challenger is not None, "drift.action 'challenger' builds one"
@@ -226,10 +258,11 @@ class DriftResponse:
         trial, arrays = None, {}
         if self.trial is not None:
             trial = {"seen": self.trial.seen, "recent": [list(r) for r in self.trial.recent],
-                     "boost_left": self._challenger().boost.left}
+                     "boost_left": self._challenger().boost.left, "cause": self.trial.cause}
             arrays = self._challenger().arrays()
         return WithArrays({"detector": self.detector.snapshot(),
-                           "boost_left": self.boost.left if self.boost else 0, "trial": trial},
+                           "boost_left": self.boost.left if self.boost else 0, "trial": trial,
+                           "since_challenger": self.since_challenger},
                           arrays)
 
     def restore(self, snapshot: WithArrays) -> None:
@@ -239,8 +272,12 @@ class DriftResponse:
             self.boost.left = int(state["boost_left"])
         trial = state.get("trial")
         self.trial = None
-        if trial is not None and snapshot.arrays:  # (a checkpoint of an older version has none)
+        # (a checkpoint of an older version has no budget, cause or arrays)
+        self.since_challenger = int(state.get("since_challenger",
+                                              self.config.challenger_every))
+        if trial is not None and snapshot.arrays:
             self.trial = Trial(int(trial["seen"]), deque(
-                (float(c), float(a), float(b)) for c, a, b in trial["recent"]))
+                (float(c), float(a), float(b)) for c, a, b in trial["recent"]),
+                str(trial.get("cause", "warning")))
             self._challenger().boost.left = int(trial["boost_left"])
             self._challenger().load(snapshot.arrays)

@@ -15,12 +15,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hvd_online.model.prediction_copy import PredictionCopy
 from hvd_online.state.run_state import Stateful
 from streams.codecs import Codec, DeadLetters
 from streams.source import PartitionSource, Record
-
-#: the live model's forward pass on a features array (the trainer's, on the training thread)
-Predict = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,18 @@ class StepInput(Protocol):
     counters: tuple[str, ...]
     dead_letters: list[DeadLetters]
 
-    def take(self, step: int, predict: Predict) -> Batch: ...
+    def start(self, make_copy: Callable[[], PredictionCopy]) -> None:
+        """Before the first take. An input that predicts on a thread of its own calls
+        `make_copy` for a copy of the trained weights, which each take refreshes."""
+        ...
+
+    def take(self, step: int) -> Batch:
+        """The samples of step `step` (called on the training thread, between steps)."""
+        ...
+
+    def stop(self) -> None:
+        """After the last take (stops any thread the input started)."""
+        ...
 
     def report_fields(self, sums: dict[str, float]) -> dict[str, Any]:
         """StepReport fields from the step's summed counters."""

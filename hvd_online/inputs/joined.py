@@ -1,10 +1,11 @@
 """Raw event streams (`[join]`): predict every event as it arrives, learn when its label comes.
 
-Each step, on this rank's partitions (the same partition numbers of both topics):
+On this rank's partitions (the same partition numbers of both topics):
 
-    events window -> decode -> predict with the live weights -> publish the predictions
-                  -> per-partition join with the labels that came (streams/join.py)
-                  -> joined pairs and expired events become training samples
+    events -> decode -> predict with a copy of the weights -> publish the predictions
+        (as they arrive, on a thread of its own: predict_ahead.py)
+    each step: the predicted events that came -> per-partition join with the labels that
+        came (streams/join.py) -> joined pairs and expired events become training samples
 
 A pending event keeps the model's output made at its arrival, so when its label comes the
 step also scores that old prediction: the delayed-label prequential loss and metric (River's
@@ -14,14 +15,16 @@ step also scores that old prediction: the delayed-label prequential loss and met
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from hvd_online.config import JoinConfig
 from hvd_online.errors import ConfigError
-from hvd_online.inputs.batch import Batch, Predict, decode_or_dead_letter
+from hvd_online.inputs.batch import Batch, decode_or_dead_letter
+from hvd_online.inputs.predict_ahead import PredictAhead, Predicted
+from hvd_online.model.prediction_copy import PredictionCopy
 from hvd_online.model.template import ModelTemplate
 from hvd_online.state.run_state import Stateful
 from hvd_online.sync.stats_vector import mean_or_nan
@@ -30,7 +33,6 @@ from streams.join import EventLabelJoin, Item, samples_to_train
 from streams.pulsar.predictions import prediction_messages
 from streams.schema import EventSchema, LabelSchema
 from streams.source import PartitionSource, Record
-from streams.window import BatchWindow
 
 #: label delay histogram buckets for the console, upper edges in seconds (last: beyond)
 DELAY_EDGES_S = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -96,14 +98,15 @@ class JoinedInput:
         self.event_schema, self.label_schema = check_schemas(template)
         self.template = template
         self.config = config
-        self.events, self.labels = list(events), list(labels)
-        self.sources = [*self.events, *self.labels]
         self.event_codec, self.label_codec = codecs
+        self.ahead = PredictAhead(events, self.event_codec, self.event_schema,
+                                  self._publish, batch_size)
+        self.max_wait_s = max_wait_s
+        self.events, self.labels = self.ahead.sources, list(labels)
+        self.sources = [*self.events, *self.labels]
         self.dead_letters = list(dead_letters)
         self.predictions = predictions
         self.counters = COUNTERS
-        self.window = BatchWindow(self.events, batch_size, max_wait_s,
-                                  size_of=self.event_codec.count_samples)
         self.joins = {s.partition: EventLabelJoin(
             int(config.window_s * 1000), int(config.lateness_s * 1000),
             int(config.idle_s * 1000), config.max_pending) for s in self.events}
@@ -114,34 +117,57 @@ class JoinedInput:
         self._expiry_label = expiry.tobytes()
         self._label_batch = 4 * batch_size
 
-    def _decoded(self, records: list[Record], codec: Codec, dead_letters: DeadLetters,
-                 time_field: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                   list[Record]]:
-        """Rows, each row's partition and time (ms), and the records that decoded."""
-        rows, accepted = decode_or_dead_letter(codec, records, dead_letters)
+    def start(self, make_copy: Callable[[], PredictionCopy]) -> None:
+        self.ahead.start(make_copy())
+
+    def stop(self) -> None:
+        self.ahead.stop()
+
+    def _labels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Record], list[Record]]:
+        """Label rows, each row's partition and time (ms), the records that decoded, and
+        every record read."""
+        records = [r for s in self.labels for r in s.next_batch(self._label_batch)]
+        codec = self.label_codec
+        rows, accepted = decode_or_dead_letter(codec, records, self.dead_letters[1])
         sizes = [codec.count_samples(r.payload) for r in accepted]
         partitions = np.repeat([r.partition for r in accepted], sizes)
-        if time_field is not None:
-            times = rows[time_field].astype(np.int64)
+        if self.label_schema.time is not None:
+            times = rows[self.label_schema.time].astype(np.int64)
         else:
             times = np.repeat([r.publish_ms for r in accepted], sizes).astype(np.int64)
-        return rows, partitions, times, accepted
+        return rows, partitions, times, accepted, records
 
-    def take(self, step: int, predict: Predict) -> Batch:
-        label_records = [r for s in self.labels for r in s.next_batch(self._label_batch)]
-        event_records = self.window.collect()
-        events, event_parts, event_times, _ = self._decoded(
-            event_records, self.event_codec, self.dead_letters[0], self.event_schema.time)
-        labels, label_parts, label_times, label_ok = self._decoded(
-            label_records, self.label_codec, self.dead_letters[1], self.label_schema.time)
+    def _events(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                          list[Record]]:
+        """The events predicted since the last step: rows, partitions, times, outputs, and
+        every record read (dead letters sent now, when a step takes them)."""
+        self.ahead.refresh(step)
+        taken: list[Predicted] = self.ahead.take(self.max_wait_s)
+        for item in taken:
+            for record, rejected in item.rejected:
+                self.dead_letters[0].send(record, rejected)
+        if not taken:
+            empty = np.zeros(0, self.event_schema.dtype)
+            return (empty, np.zeros(0, np.int64), np.zeros(0, np.int64),
+                    np.zeros((0, 1), np.float32), [])
+        rows = np.concatenate([t.rows for t in taken])
+        partitions = np.concatenate([np.full(t.samples, t.partition) for t in taken])
+        times = np.concatenate([t.times for t in taken])
+        outputs = np.concatenate([t.outputs for t in taken])
+        return rows, partitions, times, outputs, [r for t in taken for r in t.records]
+
+    def _publish(self, keys: np.ndarray, outputs: np.ndarray, step: int,
+                 times: np.ndarray) -> None:
+        """On the predictions stage's thread."""
+        self.predictions.publish(keys.tolist(), prediction_messages(
+            keys.tolist(), self.template.prediction(outputs), step, times.tolist(),
+            int(time.time() * 1000)))
+
+    def take(self, step: int) -> Batch:
+        labels, label_parts, label_times, label_ok, label_records = self._labels()
+        events, event_parts, event_times, outputs, event_records = self._events(step)
         keys = events[self.event_schema.key]
-        outputs = np.zeros((len(events), 1), np.float32)
-        if len(events):  # predicted and published before the event waits for its label
-            outputs = np.asarray(predict(events[self.event_schema.features]), np.float32)
-            outputs = outputs.reshape(len(events), -1)
-            self.predictions.publish(keys.tolist(),
-                                     self._messages(keys, outputs, step, event_times))
-        # a pending event keeps its row and the output made now, for the delayed metric
+        # a pending event keeps its row and the output made at its arrival (delayed metric)
         event_values = [e.tobytes() + o.tobytes() for e, o in zip(events, outputs, strict=True)]
         label_values = [lab.tobytes() for lab in labels]
         label_keys = labels[self.label_schema.key]
@@ -170,11 +196,6 @@ class JoinedInput:
     def _items(keys: np.ndarray, times: np.ndarray, values: list[bytes],
                mask: np.ndarray) -> list[Item]:
         return [(int(keys[i]), int(times[i]), values[i]) for i in np.flatnonzero(mask)]
-
-    def _messages(self, keys: np.ndarray, outputs: np.ndarray, step: int,
-                  times: np.ndarray) -> list[bytes]:
-        return prediction_messages(keys.tolist(), self.template.prediction(outputs), step,
-                                   times.tolist(), int(time.time() * 1000))
 
     def _training_rows(self, samples: list[tuple[int, bytes, bytes]]
                        ) -> tuple[np.ndarray, dict[str, float]]:

@@ -3,12 +3,13 @@ decode goes to the dead-letter topic."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from hvd_online.inputs.batch import Batch, Predict, decode_or_dead_letter
+from hvd_online.inputs.batch import Batch, decode_or_dead_letter
+from hvd_online.model.prediction_copy import PredictionCopy
 from hvd_online.state.run_state import Stateful
 from streams.codecs import Codec, DeadLetters
 from streams.source import PartitionSource
@@ -29,7 +30,13 @@ class LabelledInput:
         self.window = BatchWindow(self.sources, batch_size, max_wait_s,
                                   size_of=codec.count_samples)
 
-    def take(self, step: int, predict: Predict) -> Batch:
+    def start(self, make_copy: Callable[[], PredictionCopy]) -> None:
+        """Nothing to predict here."""
+
+    def stop(self) -> None:
+        """No thread of its own."""
+
+    def take(self, step: int) -> Batch:
         rows, accepted = decode_or_dead_letter(self.codec, self.window.collect(),
                                                self.dead_letters[0])
         published = np.fromiter((r.publish_ms for r in accepted), np.float64, len(accepted))

@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 DRIFT_ACTIONS = {
     "boost": "learning rate boosted, optimizer moments reset",
     "challenger": "challenger model started",
+    "restarted": "challenger restarted at the drift flag (it had started at an early warning)",
     "promoted": "challenger promoted: it replaces the model",
     "dropped": "challenger dropped: it never beat the model",
 }

@@ -50,8 +50,9 @@ class StepReport:
     tables: dict[str, dict[str, int]] | None = None
     #: the drift detector flagged this step
     drift: bool = False
-    #: what the drift response did at this step: "boost", "challenger" (started), "promoted"
-    #: (the challenger replaced the model), "dropped" (it never won)
+    #: what the drift response did at this step: "boost", "challenger" (started), "restarted"
+    #: (at a drift flag, from the model), "promoted" (the challenger replaced the model),
+    #: "dropped" (it never won)
     drift_action: str | None = None
     #: a running challenger's prequential mean loss on this step's samples (NaN otherwise)
     challenger_loss: float = math.nan

@@ -28,6 +28,7 @@ from hvd_online.drift.detectors import Signal
 from hvd_online.drift.response import Challenger, DriftResponse, Response, make_detector
 from hvd_online.inputs.batch import Batch, StepInput
 from hvd_online.model.dynamic_embedding import dynamic_tables
+from hvd_online.model.prediction_copy import PredictionCopy
 from hvd_online.model.state import weights_digest
 from hvd_online.model.template import ModelTemplate, build_model
 from hvd_online.state.checkpoint import Resume
@@ -83,14 +84,10 @@ class OnlineTrainer:
         #: lockstep every step, or local SGD's steps and averages: the loop cannot tell
         self.synchroniser = make_synchroniser(trainable, self.layout.length, world.size,
                                               config.train.sync_every)
-        model = self.model
-
-        @tf.function(reduce_retracing=True)
-        def forward(x: tf.Tensor) -> tf.Tensor:
-            return model(x, training=False)
-
-        #: the live weights' predictions, on the training thread (raw event streams)
-        self.predict = lambda x: forward(x).numpy()
+        #: a copy of the weights for an input that predicts on its own thread (raw events)
+        self._prediction_copy = partial(
+            PredictionCopy, self.model, partial(build_model, template, config.model.pretrained),
+            trainable.feature_spec)
         #: publish -> applied latency of this rank's trained samples; `steady_freshness`
         #: only of those published after its first step (not the backlog it started on)
         self.freshness, self.steady_freshness = FreshnessHistogram(), FreshnessHistogram()
@@ -139,6 +136,13 @@ class OnlineTrainer:
     def run(self) -> Iterator[StepReport]:
         """One step per window: take the input's batch, step the synchroniser, and on the steps
         that reach every rank act on their flags (save / stop) and yield a report."""
+        self.input.start(self._prediction_copy)
+        try:
+            yield from self._steps()
+        finally:
+            self.input.stop()
+
+    def _steps(self) -> Iterator[StepReport]:
         start = idle_since = time.monotonic()
         self._recent = deque([(start, self.progress.samples_total)], maxlen=RATE_WINDOW_STEPS)
         last_step_time, last_fill = 0.0, 0.0
@@ -150,7 +154,7 @@ class OnlineTrainer:
         sums: Counter[str] = Counter()
         while True:
             t0 = time.monotonic()
-            batch = self.input.take(self.progress.step, self.predict)
+            batch = self.input.take(self.progress.step)
             rows = batch.rows
             flags |= self._local_flags(idle_since, len(rows))
             sums.update(batch.sums)

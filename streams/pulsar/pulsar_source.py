@@ -211,9 +211,12 @@ class PulsarPartitionSource(PartitionSource):
                  self._reopen_after)
 
     def snapshot(self) -> str | None:
-        if self._handed_out is None:
+        return self.snapshot_through(self._handed_out)
+
+    def snapshot_through(self, record: Record | None) -> str | None:
+        if record is None:
             return self._resume_state
-        message_id = self._handed_out.message_id
+        message_id = record.message_id
         state = message_id.serialize().hex()
         self._snapshot = (state, message_id)
         return state

@@ -142,14 +142,39 @@ def test_boost_refuses_an_optimizer_with_a_schedule():
         LearningRateBoost(keras.optimizers.Adam(schedule), 0.01, 10, 10)
 
 
-def challenger_response(window: int = 64, patience: int = 640):
+def challenger_response(window: int = 64, patience: int = 640, every: int = 10_000,
+                        detector=None):
     template, model, optimizer = built(0.01)
     config = DriftConfig(detector="page_hinkley", action="challenger", challenger_window=window,
-                         challenger_patience=patience, boost=10, boost_steps=10)
+                         challenger_patience=patience, challenger_every=every, boost=10,
+                         boost_steps=10)
     specs = (tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None,), tf.float32))
     challenger = Challenger(template, config, 0.01, specs, world_size=1)
-    detector = PageHinkley(0.005, 1.0, 5, warning=0.5)
+    detector = detector or PageHinkley(0.005, 1.0, 5, warning=0.5)
     return DriftResponse(config, detector, model, optimizer, 0.01, challenger), model
+
+
+class Scripted:
+    """A detector that says what it is told, step by step (NONE once the script ends)."""
+
+    def __init__(self, signals: dict[int, Signal]) -> None:
+        self.signals, self.steps = signals, 0
+
+    def update(self, value: float) -> Signal:
+        self.steps += 1
+        return self.signals.get(self.steps - 1, Signal.NONE)
+
+    def snapshot(self) -> dict:
+        return {"steps": self.steps}
+
+    def restore(self, state: dict) -> None:
+        self.steps = state["steps"]
+
+
+def actions_for(response, losses) -> list[str | None]:
+    """Each step's action, one 32-sample window per loss (the model's reported loss)."""
+    return [response.after_step(*linear_batch([1, 1, 1, 1], i), loss, 32).action
+            for i, loss in enumerate(losses)]
 
 
 def linear_batch(w, seed):
@@ -209,3 +234,46 @@ def test_a_running_challenger_survives_snapshot_and_restore():
     for got, want in zip(restored.challenger.model.get_weights(), snapshot.arrays["weights"],
                          strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_drift_long_after_the_warning_restarts_the_challenger_and_the_win_counts_after_it():
+    # a warning at step 0, the drift flag at step 8 (8 windows = 256 samples later, more than
+    # the 64-sample window): the challenger of the warning has learnt the old concept
+    response, model = challenger_response(
+        window=64, detector=Scripted({0: Signal.WARNING, 8: Signal.DRIFT}))
+    # the model's loss 0 until the flag (its challenger cannot win), then 50 (any wins)
+    actions = actions_for(response, [0.0] * 8 + [50.0] * 4)
+    assert actions[0] == "challenger" and actions[8] == "restarted"
+    assert actions[1:8] == [None] * 7
+    # promoted once a full window (64 samples, 2 steps) came after the flag, although the
+    # model's loss was 50 from the flag's window on
+    assert actions[9:] == [None, "promoted", None]
+    assert response.trial is None
+
+
+def test_a_drift_right_after_its_warning_keeps_the_challenger():
+    response, _ = challenger_response(
+        window=64, detector=Scripted({0: Signal.WARNING, 1: Signal.DRIFT}))
+    actions = actions_for(response, [0.0, 0.0, 0.0])
+    assert actions == ["challenger", None, None]
+    assert response.trial is not None and response.trial.cause == "warning"
+
+
+def test_false_alarms_start_at_most_one_challenger_per_budget():
+    # warnings every 4 windows; a trial is dropped after 64 samples; budget 320 samples
+    warnings = {i: Signal.WARNING for i in range(0, 40, 4)}
+    response, model = challenger_response(window=64, patience=64, every=320,
+                                          detector=Scripted(warnings))
+    before = model.get_weights()
+    actions = actions_for(response, [0.0] * 38)  # the model always wins: each trial drops
+    started = [i for i, a in enumerate(actions) if a == "challenger"]
+    assert started == [0, 12, 24, 36], "one start per 320 samples (10 windows), not per warning"
+    assert actions.count("dropped") == 3
+    for mine, kept in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(mine, kept)  # dropped trials leave the model alone
+    snapshot = response.snapshot()
+    restored, _ = challenger_response(window=64, patience=64, every=320,
+                                      detector=Scripted({}))
+    restored.restore(snapshot)
+    assert restored.since_challenger == response.since_challenger == 32
+    assert restored.trial is not None and restored.trial.cause == "warning"

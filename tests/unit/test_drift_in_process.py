@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from hvd_online.drift.detectors import Signal
 from hvd_online.inputs.labelled import LabelledInput
 from hvd_online.state.checkpoint import Resume, load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
@@ -19,14 +20,14 @@ from tests.unit.test_trainer_in_process import Linear, make_trainer
 DRIFT_AT = 3200  # samples: 100 steps of 32
 
 
-def drifting_payloads(n: int) -> list[bytes]:
-    """y = x . w, with w changed at DRIFT_AT."""
+def drifting_payloads(n: int, drift_at: int = DRIFT_AT) -> list[bytes]:
+    """y = x . w, with w changed at `drift_at`."""
     template = Linear()
     rng = np.random.default_rng(0)
     rows = np.zeros(n, dtype=template.schema.dtype)
     rows["id"] = np.arange(n)
     rows["x"] = rng.normal(size=(n, 4))
-    w = np.where(rows["id"][:, None] < DRIFT_AT, [1.0, -2.0, 0.5, 3.0], [-2.0, 1.0, 3.0, 0.5])
+    w = np.where(rows["id"][:, None] < drift_at, [1.0, -2.0, 0.5, 3.0], [-2.0, 1.0, 3.0, 0.5])
     rows["y"] = 0.25 * np.sum(rows["x"] * w, axis=1)
     return RecordCodec(template.schema).encode_many(rows)
 
@@ -110,3 +111,39 @@ def test_a_challenger_running_at_a_checkpoint_is_restored_from_it(world, tmp_pat
         np.testing.assert_array_equal(got, want)
     after = run_to(resumed, 2 * DRIFT_AT)
     assert [r.drift_action for r in after if r.drift_action] == ["promoted"]
+
+
+class WarnsEarly:
+    """Page-Hinkley as configured, plus a warning at `warn_at_step`: an early or false
+    warning, as on a noisy stream."""
+
+    def __init__(self, detector, warn_at_step: int) -> None:
+        self.detector, self.warn_at, self.steps = detector, warn_at_step, 0
+
+    def update(self, value: float) -> Signal:
+        self.steps += 1
+        signal = self.detector.update(value)
+        return Signal.WARNING if self.steps == self.warn_at else signal
+
+    def snapshot(self) -> dict:
+        return self.detector.snapshot()
+
+    def restore(self, state: dict) -> None:
+        self.detector.restore(state)
+
+
+def test_the_loop_restarts_a_challenger_of_an_early_warning_at_the_drift(world, tmp_path):
+    drift_at = 2 * DRIFT_AT  # a longer first concept: the model has learnt it by the warning
+    source = TestingSource(0, drifting_payloads(2 * drift_at, drift_at))
+    trainer, _ = make_trainer(world, tmp_path, [source], drift_overrides("challenger"))
+    assert trainer.drift is not None
+    # 20 steps (640 samples, more than the 256-sample window) before the drift
+    trainer.drift.detector = WarnsEarly(trainer.drift.detector, drift_at // 32 - 20)
+    reports = run_to(trainer, 2 * drift_at)
+    actions = [(r.samples_total, r.drift_action) for r in reports if r.drift_action]
+    drift = next(r.samples_total for r in reports if r.drift)
+    assert [a for _, a in actions] == ["challenger", "restarted", "promoted"]
+    assert actions[0][0] == drift_at - 20 * 32  # the early warning's step
+    assert actions[1][0] == drift, "restarted at the flag"
+    assert actions[2][0] >= drift + 256, "promoted a full window (256) after the flag"
+    assert np.mean([r.loss for r in reports[-10:]]) < 0.05 * max(r.loss for r in reports)

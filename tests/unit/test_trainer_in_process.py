@@ -182,7 +182,7 @@ def test_one_loop_drives_either_synchroniser(world, tmp_path, sync_every, synchr
 def test_the_loop_names_no_synchronisation_mode():
     import inspect
 
-    loop = inspect.getsource(OnlineTrainer.run)
+    loop = inspect.getsource(OnlineTrainer._steps)
     for word in ("sync_step", "local_sgd", "LocalSGD", "sync_every", "assert "):
         assert word not in loop, word
     assert "self.synchroniser.step(" in loop
