@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pulsar
 
-from benchmarks.common import ENV, REPO, work_dir
+from benchmarks.common import ENV, REPO, summaries, work_dir
 from hvd_online.commands.produce import produce
 from hvd_online.commands.run import horovodrun_command
 from hvd_online.config import load_config
@@ -72,6 +72,8 @@ def join_latency(url: str, run_dir: Path, rate: float, seconds: float,
         "steady_p99_ms": round(float(np.percentile(latency[len(latency) // 10:], 99)), 1),
         "joined_per_s": round(sum(r["join"]["step"]["joined"] for r in steady[1:]) / span),
         "max_backlog": max(sum(r["partition_backlog"]) for r in rows if r.get("join")),
+        "memory": [{"peak_mb": s["peak_rss_mb"], **s["memory_at_end"]}
+                   for s in summaries(run_dir)],
     }
 
 

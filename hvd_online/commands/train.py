@@ -29,6 +29,7 @@ from hvd_online.state.run_dir import RunLayout
 from hvd_online.sync import collectives
 from hvd_online.sync.collectives import World
 from hvd_online.sync.control import Controls, Flag
+from hvd_online.training.health import memory_breakdown
 from hvd_online.training.reports import StepReport
 from hvd_online.training.trainer import OnlineTrainer, StepHook, weights_digest
 from streams.errors import AssignmentError
@@ -105,6 +106,7 @@ def rank_summary(world: World, trainer: OnlineTrainer, inputs: RankInputs,
         "weights_sha256": weights_digest(trainer.model),
         "drift_events": drift_events,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "memory_at_end": memory_breakdown(),
     }
 
 

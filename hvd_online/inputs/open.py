@@ -120,6 +120,9 @@ def open_inputs(config: Config, world: World, layout: RunLayout, template: Model
                 (make_codec(join.events_codec, events), make_codec(join.labels_codec, labels)),
                 (dead_letters(join.events_topic), dead_letters(join.labels_topic)),
                 predictions, window.batch_size, window.max_wait_ms / 1000)
+            # its predictions stage stops before the sources it reads close (also when the
+            # loop ended by an error and its generator was not closed yet)
+            stack.callback(step_input.stop)
         else:
             step_input = LabelledInput(
                 sources(config.stream.topic), make_codec(config.stream.codec, template.schema),

@@ -123,7 +123,7 @@ class PredictAhead:
         self.batch_size = batch_size
         self._live_room = AHEAD_WINDOWS * batch_size
         self._room = batch_size  # until a pass shows the stream is live
-        self._started_ms = 0.0
+        self._started_ms = 0
         self._queue: deque[Predicted] = deque()
         self._queued = 0  # samples in the queue
         self._ready = threading.Condition()
@@ -138,7 +138,7 @@ class PredictAhead:
 
     def start(self, copy: PredictionCopy) -> None:
         self._copy = copy
-        self._started_ms = time.time() * 1000
+        self._started_ms = int(time.time() * 1000)  # publish times are whole ms
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._thread = threading.Thread(target=self._run, daemon=True, name="predict-ahead")

@@ -6,6 +6,8 @@ rank 0's.
 >>> rss_mb, cpu_percent = health.read()
 >>> rss_mb > 10 and cpu_percent >= 0
 True
+>>> sorted(memory_breakdown())
+['anonymous_mb', 'files_mb', 'peak_mb', 'resident_mb']
 """
 
 from __future__ import annotations
@@ -28,3 +30,18 @@ class ProcessHealth:
         wall, cpu = now[0] - self._last[0], now[1] - self._last[1]
         self._last = now
         return resident_pages * PAGE_MB, 100.0 * cpu / wall if wall > 0 else 0.0
+
+
+def memory_breakdown() -> dict[str, float]:
+    """Where this process's resident memory is now (MB), from /proc/self/status: `anonymous`
+    is its own (heaps, tensors, buffers); `files` are mapped files, mostly TensorFlow's shared
+    libraries (about 350 MB), whose pages every process on the host that maps them shares;
+    `peak` is the highest resident figure so far."""
+    fields = {"VmHWM": "peak_mb", "VmRSS": "resident_mb", "RssAnon": "anonymous_mb",
+              "RssFile": "files_mb"}
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in fields:
+            out[fields[name]] = round(int(value.split()[0]) / 1024, 1)
+    return out
