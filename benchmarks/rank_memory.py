@@ -43,8 +43,7 @@ def floor() -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def mlp_case(url: str, work: Path, name: str, extra: tuple[str, ...], samples: int) -> dict:
-    run_dir = work / f"mem-{len(list(work.iterdir()))}"
+def mlp_case(url: str, run_dir: Path, name: str, extra: tuple[str, ...], samples: int) -> dict:
     argv = train_argv(url, "plain", run_dir, samples, 256)
     if "--no-console" in argv and "console.enabled=true" in extra:
         argv.remove("--no-console")
@@ -79,8 +78,9 @@ def main() -> int:
     result: dict = {"floor": floor(), "cases": []}
     with work_dir("hvd-online-memory-") as work, EmbeddedBroker(work / "broker") as broker:
         fill_topic(broker.url, "plain", args.samples, 1)  # each case reads it all
-        for name, extra in MLP_CASES.items():
-            result["cases"].append(mlp_case(broker.url, work, name, extra, args.samples))
+        for i, (name, extra) in enumerate(MLP_CASES.items()):
+            result["cases"].append(mlp_case(broker.url, work / f"mlp-{i}", name, extra,
+                                            args.samples))
         clicks = join_latency(broker.url, work / "clicks", 2000.0, 20)
         result["cases"].append({"case": "clicks example, 2,000 impressions/s for 20 s",
                                 "ranks": clicks["memory"]})

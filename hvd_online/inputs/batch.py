@@ -17,7 +17,7 @@ import numpy as np
 
 from hvd_online.model.prediction_copy import PredictionCopy
 from hvd_online.state.run_state import Stateful
-from streams.codecs import Codec, DeadLetters
+from streams.codecs import Codec, DeadLetters, Rejected
 from streams.source import PartitionSource, Record
 
 
@@ -59,13 +59,21 @@ class StepInput(Protocol):
         ...
 
 
+def decode(codec: Codec, records: Sequence[Record]
+           ) -> tuple[np.ndarray, list[Record], list[tuple[Record, Rejected]]]:
+    """Rows of the records that decode, those records, and the rejected ones with why."""
+    rows, rejected = codec.decode([r.payload for r in records])
+    if not rejected:
+        return rows, list(records), []
+    dropped = {item.index for item in rejected}
+    return (rows, [r for i, r in enumerate(records) if i not in dropped],
+            [(records[item.index], item) for item in rejected])
+
+
 def decode_or_dead_letter(codec: Codec, records: Sequence[Record],
                           dead_letters: DeadLetters) -> tuple[np.ndarray, list[Record]]:
     """Rows of the records that decode, and those records (rejected ones go to the DLQ)."""
-    rows, rejected = codec.decode([r.payload for r in records])
-    for item in rejected:
-        dead_letters.send(records[item.index], item)
-    if rejected:
-        dropped = {item.index for item in rejected}
-        return rows, [r for i, r in enumerate(records) if i not in dropped]
-    return rows, list(records)
+    rows, accepted, rejected = decode(codec, records)
+    for record, why in rejected:
+        dead_letters.send(record, why)
+    return rows, accepted

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hvd_online.inputs.batch import decode
 from hvd_online.model.prediction_copy import PredictionCopy
 from streams.codecs import Codec, Rejected
 from streams.schema import EventSchema
@@ -224,10 +225,7 @@ class PredictAhead:
     def _predict_and_hand_over(self, reads: list[tuple[HandedOver, list[Record]]]) -> None:
         decoded = []
         for source, records in reads:
-            rows, rejected = self.codec.decode([r.payload for r in records])
-            bad = [(records[item.index], item) for item in rejected]
-            good = ([r for i, r in enumerate(records) if i not in {b.index for b in rejected}]
-                    if rejected else records)
+            rows, good, bad = decode(self.codec, records)
             sizes = [self.codec.count_samples(r.payload) for r in good]
             self._per_message = max(self._per_message, *sizes, 1)
             if self.schema.time is not None:

@@ -129,3 +129,17 @@ def test_a_backlog_is_predicted_at_most_a_window_ahead_of_training():
         assert len(published.keys) < 16, "replayed events wait for training, unpredicted"
     finally:
         ahead.stop()
+
+
+def test_a_malformed_event_is_handed_over_for_the_dead_letter_topic_not_predicted():
+    source = TestingSource(0, [*payloads([1]), b"not a record", *payloads([2])])
+    ahead, published, _ = stage([source], batch_size=64)
+    try:
+        wait_until(lambda: len(published.keys) == 2, 10, "both good events predicted")
+        taken = ahead.take(0.0)
+        assert [int(k) for t in taken for k in t.rows["id"]] == [1, 2]
+        rejected = [(record.payload, why.reason) for t in taken for record, why in t.rejected]
+        assert len(rejected) == 1 and rejected[0][0] == b"not a record"
+        assert ahead.sources[0].snapshot() == "2", "the checkpoint covers the bad one too"
+    finally:
+        ahead.stop()
