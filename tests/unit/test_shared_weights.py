@@ -41,6 +41,10 @@ def test_a_reader_in_another_process_never_keeps_a_torn_snapshot():
         while time.monotonic() < until:
             step += 1
             writer.publish(step, [np.full(shape, step, dtype) for shape, dtype in LAYOUT])
+            # the trainer publishes once a step, not back to back: a writer that never pauses
+            # can keep a slower reader retrying for the whole test on a loaded machine (seen
+            # in CI: 1 read in 1.5 s)
+            time.sleep(0.001)
         stop.set()
         reads, torn, distinct = results.get(timeout=60)
         reader.join(30)
