@@ -70,6 +70,15 @@ def decode(codec: Codec, records: Sequence[Record]
             [(records[item.index], item) for item in rejected])
 
 
+def row_times(rows: np.ndarray, records: Sequence[Record], sizes: Sequence[int],
+              time_field: str | None) -> np.ndarray:
+    """Each decoded row's time (ms): its `time_field`, or else its message's publish time
+    (`sizes`: rows per record)."""
+    if time_field is not None:
+        return rows[time_field].astype(np.int64)
+    return np.repeat([r.publish_ms for r in records], sizes).astype(np.int64)
+
+
 def decode_or_dead_letter(codec: Codec, records: Sequence[Record],
                           dead_letters: DeadLetters) -> tuple[np.ndarray, list[Record]]:
     """Rows of the records that decode, and those records (rejected ones go to the DLQ)."""

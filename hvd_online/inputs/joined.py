@@ -22,7 +22,7 @@ import numpy as np
 
 from hvd_online.config import JoinConfig
 from hvd_online.errors import ConfigError
-from hvd_online.inputs.batch import Batch, decode_or_dead_letter
+from hvd_online.inputs.batch import Batch, decode_or_dead_letter, row_times
 from hvd_online.inputs.predict_ahead import PredictAhead, Predicted
 from hvd_online.model.prediction_copy import PredictionCopy
 from hvd_online.model.template import ModelTemplate
@@ -131,10 +131,7 @@ class JoinedInput:
         rows, accepted = decode_or_dead_letter(codec, records, self.dead_letters[1])
         sizes = [codec.count_samples(r.payload) for r in accepted]
         partitions = np.repeat([r.partition for r in accepted], sizes)
-        if self.label_schema.time is not None:
-            times = rows[self.label_schema.time].astype(np.int64)
-        else:
-            times = np.repeat([r.publish_ms for r in accepted], sizes).astype(np.int64)
+        times = row_times(rows, accepted, sizes, self.label_schema.time)
         return rows, partitions, times, accepted, records
 
     def _events(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hvd_online.inputs.batch import decode
+from hvd_online.inputs.batch import decode, row_times
 from hvd_online.model.prediction_copy import PredictionCopy
 from streams.codecs import Codec, Rejected
 from streams.schema import EventSchema
@@ -173,8 +173,7 @@ class PredictAhead:
                 self._ready.wait(remaining)
             taken = list(self._queue)
             self._queue.clear()
-            filled = self._queued
-            self._queued -= filled
+            self._queued = 0
             for item in taken:
                 self._handed_over(item)
             self._ready.notify_all()  # room again for the stage
@@ -228,10 +227,7 @@ class PredictAhead:
             rows, good, bad = decode(self.codec, records)
             sizes = [self.codec.count_samples(r.payload) for r in good]
             self._per_message = max(self._per_message, *sizes, 1)
-            if self.schema.time is not None:
-                times = rows[self.schema.time].astype(np.int64)
-            else:
-                times = np.repeat([r.publish_ms for r in good], sizes).astype(np.int64)
+            times = row_times(rows, good, sizes, self.schema.time)
             decoded.append((source, records, rows, times, bad))
         rows = np.concatenate([d[2] for d in decoded])
         times = np.concatenate([d[3] for d in decoded])
