@@ -69,9 +69,17 @@ fi
 log "installing hvd-online (editable)"
 "${pip[@]}" install --no-deps --no-build-isolation -e "$repo"
 
-# real data, from a package registry, cached outside the checkout (never committed):
-# MovieLens-100K out of the recbole 1.2.1 wheel (examples/movielens/data.py)
+# real data, from package registries, cached outside the checkout (never committed):
+# MovieLens-100K out of the recbole 1.2.1 wheel (examples/movielens/data.py); for Word2Vec,
+# Wikipedia text and word-similarity sets out of the gensim 4.4.0 wheel and the King James
+# Bible from Debian's bible-kjv-text (examples/word2vec/corpus.py)
 log "MovieLens-100K in $(cd "$repo" && "$venv/bin/python" -m examples.movielens.data)"
+if [ ! -f /usr/lib/bible.data ] || ! command -v bible >/dev/null; then
+  log "installing Debian bible-kjv-text (real text for examples/word2vec)"
+  if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
+  "${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq bible-kjv-text >/dev/null
+fi
+log "Word2Vec text in $(cd "$repo" && "$venv/bin/python" -m examples.word2vec.corpus | head -1)"
 
 if [ "${HVD_ONLINE_BROWSER:-1}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   log "installing Debian chromium for browser tests"

@@ -1,39 +1,70 @@
-"""Skip-gram with negative sampling. Embedding gradients are sparse (tf.IndexedSlices): Horovod
-allgathers the touched rows instead of allreducing the whole table."""
+"""Skip-gram with negative sampling, as gensim's Word2Vec trains it: a record is one
+(center, context) pair of a sentence plus `negatives` words drawn from the unigram^0.75 noise
+distribution, and the loss is gensim's, log sigmoid(center . context) plus
+log sigmoid(-center . noise) for each noise word. Embedding gradients are sparse
+(tf.IndexedSlices): Horovod allgathers the touched rows instead of allreducing the tables."""
+
+from typing import Any
 
 import keras
+from keras import ops
 
 from hvd_online.model.template import ModelTemplate
 from streams.schema import Schema
 
 
 class SkipGram(ModelTemplate):
-    loss = "binary_crossentropy"
-    metric = "binary_accuracy"
-
-    def __init__(self, vocabulary: int = 200, dimensions: int = 32) -> None:
-        self.vocabulary, self.dimensions = vocabulary, dimensions
-        # pair = (center word, context word); label 1 for a real pair, 0 for a negative sample
+    def __init__(self, vocabulary: int = 200, dimensions: int = 32, negatives: int = 2) -> None:
+        self.vocabulary, self.dimensions, self.negatives = vocabulary, dimensions, negatives
+        candidates = 1 + negatives
+        # words = center, context, noise words; label = 1 for the context, 0 for each noise word
         self.schema = Schema.from_fields(
-            [("id", "<i8"), ("pair", "<i4", (2,)), ("label", "<f4")],
-            features="pair",
+            [("id", "<i8"), ("words", "<i4", (1 + candidates,)),
+             ("label", "<f4", (candidates,))],
+            features="words",
             label="label",
             key="id",
         )
 
     def build_model(self) -> keras.Model:
-        pair = keras.Input((2,), dtype="int32")
-        spread = 0.5 / self.dimensions**0.5  # larger than Keras' default: dot products start
-        init = keras.initializers.RandomUniform(-spread, spread)  # non-zero, so both tables move
+        words = keras.Input((2 + self.negatives,), dtype="int32")
+        # gensim starts the input vectors at uniform(-0.5, 0.5) / dimensions and the output
+        # vectors at zero; zero would leave the first steps' center gradients at zero too
+        spread = 0.5 / self.dimensions
         center = keras.layers.Embedding(
-            self.vocabulary, self.dimensions, embeddings_initializer=init, name="input_embedding"
-        )(pair[:, 0])
-        context = keras.layers.Embedding(
-            self.vocabulary, self.dimensions, embeddings_initializer=init, name="output_embedding"
-        )(pair[:, 1])
-        logit = keras.layers.Dot(axes=1)([center, context])
-        return keras.Model(pair, logit)
+            self.vocabulary, self.dimensions, name="input_embedding",
+            embeddings_initializer=keras.initializers.RandomUniform(-spread, spread),
+        )(words[:, 0])
+        candidates = keras.layers.Embedding(
+            self.vocabulary, self.dimensions, name="output_embedding",
+            embeddings_initializer=keras.initializers.RandomUniform(-spread, spread),
+        )(words[:, 1:])
+        logits = ops.einsum("nd,nkd->nk", center, candidates)
+        return keras.Model(words, logits)
 
     def make_optimizer(self, learning_rate: float) -> keras.optimizers.Optimizer:
         # Adam's per-coordinate scale suits rows that are touched rarely and sparsely
         return keras.optimizers.Adam(learning_rate)
+
+    def per_sample_loss(self, y_true: Any, y_pred: Any) -> Any:
+        y_true = ops.cast(y_true, y_pred.dtype)
+        per_candidate = ops.softplus(y_pred) - y_true * y_pred  # sigmoid cross-entropy
+        return ops.sum(per_candidate, axis=-1)
+
+    def per_sample_metric(self, y_true: Any, y_pred: Any) -> Any:
+        """Share of the candidates told apart (context scored > 0, noise words < 0)."""
+        hit = ops.equal(ops.cast(y_pred > 0, "float32"), ops.cast(y_true, "float32"))
+        return ops.mean(ops.cast(hit, "float32"), axis=-1)
+
+
+class TextSkipGram(SkipGram):
+    """SkipGram over the real-text corpus (`corpus.py`): its vocabulary is the corpus' words
+    seen `min_count` times (in the first `limit_sentences` sentences, if set), so these two
+    must equal those in `[produce] params` (the same words, so the same ids)."""
+
+    def __init__(self, min_count: int = 5, limit_sentences: int = 0, dimensions: int = 100,
+                 negatives: int = 5) -> None:
+        from examples.word2vec.corpus import Vocabulary, sentences
+
+        self.words = Vocabulary(sentences(limit_sentences), min_count).words
+        super().__init__(len(self.words), dimensions, negatives)
