@@ -45,6 +45,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hvd_online.model.lazy_adam import adam_rows, summed_rows
+
 #: padding of the sorted index: larger than any ID, so searches land before it
 NO_ID = np.iinfo(np.int64).max
 SKETCH_DEPTH = 4
@@ -221,8 +223,7 @@ class DynamicEmbedding(keras.layers.Layer):
         has its own rate."""
         if not isinstance(grad, tf.IndexedSlices):
             grad = tf.IndexedSlices(grad, tf.range(tf.shape(grad)[0]), tf.shape(grad))
-        rows, where = tf.unique(tf.cast(grad.indices, tf.int64))
-        g = tf.math.unsorted_segment_sum(grad.values, where, tf.shape(rows)[0])
+        rows, g = summed_rows(grad)
         index = rows[:, None]
         rate = tf.cast(learning_rate if self.learning_rate is None else self.learning_rate,
                        tf.float32)
@@ -232,9 +233,8 @@ class DynamicEmbedding(keras.layers.Layer):
         g = g / tf.cast(count, tf.float32)
         slot_m, slot_v = self.slots
         t = tf.cast(iteration, tf.float32) + 1.0
-        m = beta_1 * tf.gather(slot_m.value, rows) + (1 - beta_1) * g
-        v = beta_2 * tf.gather(slot_v.value, rows) + (1 - beta_2) * tf.square(g)
-        step = rate * tf.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t) * m / (tf.sqrt(v) + epsilon)
+        m, v, step = adam_rows(tf.gather(slot_m.value, rows), tf.gather(slot_v.value, rows), g,
+                               rate, t, beta_1, beta_2, epsilon)
         slot_m.value.scatter_nd_update(index, m)
         slot_v.value.scatter_nd_update(index, v)
         self.embeddings.value.scatter_nd_sub(index, step)
