@@ -28,11 +28,20 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import REPO, redeliveries, run_ranks, work_dir, write_results
+from benchmarks.common import (
+    REPO,
+    metrics_rows,
+    prequential_mean,
+    redeliveries,
+    run_ranks,
+    work_dir,
+    write_results,
+)
 from examples.word2vec.corpus import Vocabulary, sentences
-from examples.word2vec.evaluate import scores
+from examples.word2vec.evaluate import scores, word_vectors
 from hvd_online.commands.produce import produce
 from hvd_online.config import load_config
+from hvd_online.model.template import load_template
 from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
 from streams.pulsar.broker import EmbeddedBroker
@@ -65,29 +74,17 @@ def run_hvd_online(args: argparse.Namespace, words: list[str], tmp: Path) -> dic
                          f"train.max_samples={records}", "checkpoint.every_seconds=0"]:
             argv += ["--set", override]
         found = run_ranks(args.ranks, argv, run_dir)
-    rows = [json.loads(line) for line in RunLayout(run_dir).metrics.read_text().splitlines()]
-    trained = [r for r in rows if r["count"]]
+    trained = metrics_rows(run_dir)
     seconds = trained[-1]["elapsed_s"] - trained[0]["elapsed_s"]
     checkpoint = load_latest_checkpoint(RunLayout(run_dir).checkpoints)
     assert checkpoint is not None
-    from examples.word2vec.model import TextSkipGram
-
-    template = TextSkipGram(args.min_count, args.limit_sentences, args.dimensions,
-                            args.negatives)
-    model = template.build_model()
-    model.set_weights(checkpoint.weights)
-    vectors = model.get_layer("input_embedding").get_weights()[0]
-    tenth = max(1, len(trained) // 10)
+    template = load_template(config.model.template, config.model.params)
     return {"records_published": records, "records_trained": checkpoint.state.samples_total,
             "publish_s": round(produced_s, 1), "train_s": round(seconds, 1),
             "words_per_s": round(args.corpus_words * args.passes / seconds),
-            "told_apart_first_tenth": _mean_metric(trained[:tenth]),
-            "told_apart_last_tenth": _mean_metric(trained[-tenth:]),
-            **redeliveries(found), **scores(vectors, words)}
-
-
-def _mean_metric(rows: list[dict]) -> float:
-    return sum(r["metric"] * r["count"] for r in rows) / sum(r["count"] for r in rows)
+            "told_apart_first_tenth": prequential_mean(run_dir, "metric", 0, records // 10),
+            "told_apart_last_tenth": prequential_mean(run_dir, "metric", records * 9 // 10),
+            **redeliveries(found), **scores(word_vectors(template, checkpoint), words)}
 
 
 def run_gensim(args: argparse.Namespace, text: list[list[str]], words: list[str],

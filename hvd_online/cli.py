@@ -230,6 +230,12 @@ COMMANDS = {"check": _check, "train": _train, "run": _run, "produce": _produce,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The ranks and the producer run as `python -m hvd_online.cli`, with the working
+    # directory first on sys.path; the `hvd-online` script is given the same path, so a
+    # template's imports (`from examples.word2vec.corpus import ...`) resolve in its
+    # checks as they do in the ranks.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stdout)

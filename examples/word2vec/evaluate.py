@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from examples.word2vec.corpus import Vocabulary, evaluation_file, sentences
+from examples.word2vec.corpus import evaluation_file
 from hvd_online.commands.finished_run import open_run
+from hvd_online.model.template import ModelTemplate
+from hvd_online.state.checkpoint import Checkpoint
 
 #: gensim's default restrict_vocab is 300,000; the corpus has fewer words, so all are used
 ANALOGY_VOCABULARY = 300000
@@ -90,17 +92,19 @@ def scores(vectors: np.ndarray, words: list[str]) -> dict[str, Any]:
             "analogies": analogies(vectors, words, evaluation_file("questions-words.txt"))}
 
 
-def main() -> None:
-    config, template, checkpoint = open_run("WordSim-353, SimLex-999 and analogies of a run")
-    assert checkpoint is not None
-    params = config.produce.params
-    vocabulary = Vocabulary(sentences(int(params.get("limit_sentences", 0))),
-                            int(params.get("min_count", 5)))
+def word_vectors(template: ModelTemplate, checkpoint: Checkpoint) -> np.ndarray:
+    """The checkpoint's input embedding: a word's vector is its row."""
     model = template.build_model()
     model.set_weights(checkpoint.weights)
-    vectors = model.get_layer("input_embedding").get_weights()[0]
-    print(json.dumps({"samples": checkpoint.state.samples_total, "words": len(vocabulary),
-                      **scores(vectors, vocabulary.words)}))
+    return model.get_layer("input_embedding").get_weights()[0]
+
+
+def main() -> None:
+    config, template, checkpoint = open_run("WordSim-353, SimLex-999 and analogies of a run")
+    words = getattr(template, "words", None)  # TextSkipGram's, loaded from its file
+    assert checkpoint is not None and words, "a run of examples/word2vec/real_text.toml"
+    print(json.dumps({"samples": checkpoint.state.samples_total, "words": len(words),
+                      **scores(word_vectors(template, checkpoint), words)}))
 
 
 if __name__ == "__main__":
