@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from hvd_online.model.lazy_adam import LazyAdam
-from hvd_online.model.template import ModelTemplate
+from hvd_online.model.template import PER_SAMPLE, ModelTemplate
 from streams.schema import Schema
 
 
@@ -49,14 +49,12 @@ class SkipGram(ModelTemplate):
         return LazyAdam(learning_rate)
 
     def per_sample_loss(self, y_true: Any, y_pred: Any) -> Any:
-        y_true = ops.cast(y_true, y_pred.dtype)
-        per_candidate = ops.softplus(y_pred) - y_true * y_pred  # sigmoid cross-entropy
-        return ops.sum(per_candidate, axis=-1)
+        """The candidates' sigmoid cross-entropies, summed (one value a record)."""
+        return ops.sum(PER_SAMPLE["binary_crossentropy"](y_true, y_pred), axis=-1)
 
     def per_sample_metric(self, y_true: Any, y_pred: Any) -> Any:
         """Share of the candidates told apart (context scored > 0, noise words < 0)."""
-        hit = ops.equal(ops.cast(y_pred > 0, "float32"), ops.cast(y_true, "float32"))
-        return ops.mean(ops.cast(hit, "float32"), axis=-1)
+        return ops.mean(PER_SAMPLE["binary_accuracy"](y_true, y_pred), axis=-1)
 
 
 class TextSkipGram(SkipGram):
