@@ -15,6 +15,7 @@ from flask import Flask, Response, jsonify, request
 from flask_socketio import SocketIO
 from werkzeug.exceptions import HTTPException
 
+from console.engineio_errors import JsonEngineErrors
 from console.metrics import RunMetrics
 from console.predictor import Predictor
 from console.routes import (
@@ -59,6 +60,7 @@ def create_app(state: ConsoleState, predictor: Predictor | None,
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=[])
+    app.wsgi_app = JsonEngineErrors(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> tuple[Response, int]:

@@ -83,3 +83,33 @@ def test_standard_chunked_bodies_are_read_whole(port, name, request_bytes):
     got, _, body = exchange(port, request_bytes)
     assert got == 200, (name, body[:200])
     assert len(json.loads(body)["predictions"]) == 1, name
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+
+
+@pytest.mark.parametrize(("name", "path", "message"), [
+    ("no protocol version", "/socket.io/", "unsupported version"),
+    ("Engine.IO 3", "/socket.io/?EIO=3&transport=polling", "unsupported version"),
+    ("an unknown session", "/socket.io/?EIO=4&transport=polling&sid=bogus", "Invalid session"),
+    ("an unknown transport", "/socket.io/?EIO=4&transport=nope", "Invalid transport"),
+    ("a WebSocket without its upgrade", "/socket.io/?EIO=4&transport=websocket",
+     "Invalid websocket upgrade"),
+])
+def test_socket_io_refusals_are_json_4xx(port, name, path, message):
+    got, headers, body = exchange(port, get(path))
+    assert got == 400, (name, body[:200])
+    assert headers["content-type"].startswith("application/json"), (name, headers)
+    assert message in json.loads(body)["error"], name
+
+
+def test_a_socket_io_handshake_still_opens_a_session(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(get("/socket.io/?EIO=4&transport=polling"))
+        out = b""
+        while chunk := s.recv(65536):  # Connection: close, so the answer ends at EOF
+            out += chunk
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:80]
+    assert b'\r\n0{"sid":' in body, body[:200]  # Engine.IO's open packet, in a chunk
