@@ -128,7 +128,7 @@ def load_template(spec: str, params: dict[str, Any]) -> ModelTemplate:
         raise TemplateError(msg)
     try:
         template = cls(**params)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:  # a missing, unknown or refused parameter
         msg = f"cannot build {cls.__name__} with params {params}: {err}"
         raise TemplateError(msg) from err
     if not isinstance(getattr(template, "schema", None), Schema):
