@@ -251,17 +251,65 @@ def table(results: dict) -> str:
                      + (f"drift at {drift:,}" if drift else "no single drift point")
                      + (f"; offline model before the drift: {result['offline_before']:.3f}"
                         if result.get("offline_before") is not None else ""))
-        lines.append(f"  {'model':32s} {'before':>7s} {'dip':>6s} {'recover':>8s} "
+        lines.append(f"  {'model':40s} {'before':>7s} {'dip':>6s} {'recover':>8s} "
                      f"{'overall':>7s} {'final':>6s} {'samples/s':>10s} {'detected':>9s} "
                      f"{'redelivered':>11s} {'resubscribed':>12s}")
         for name, row in result["models"].items():
             lines.append(
-                f"  {name:32s} {fmt(row.get('before')):>7s} {fmt(row.get('dip')):>6s} "
+                f"  {name:40s} {fmt(row.get('before')):>7s} {fmt(row.get('dip')):>6s} "
                 f"{fmt(row.get('to_recover')):>8s} {fmt(row.get('overall')):>7s} "
                 f"{fmt(row['final']):>6s} {row['samples_per_s']:>10,} "
                 f"{fmt(row.get('detected_after')):>9s} {fmt(row.get('redelivered')):>11s} "
                 f"{fmt(row.get('resubscribed')):>12s}")
         lines += [f"  target {line}" for line in result["targets"]]
+    return "\n".join(lines)
+
+
+def cell(row: dict, drift_at: int | None) -> str:
+    """before / recover / final on a drifting stream, overall / final on the others."""
+    if drift_at is None:
+        return f"{fmt(row.get('overall'))} / {fmt(row['final'])}"
+    return f"{fmt(row.get('before'))} / {fmt(row.get('to_recover'))} / {fmt(row['final'])}"
+
+
+def markdown(results: dict) -> str:
+    """README's quality table: a row per stream, the default response, mark only and each
+    River model side by side, and the targets; then each stream's every row."""
+    names = {DEFAULT: "hvd-online challenger (default)",
+             "hvd-online (mark only)": "hvd-online mark only",
+             "River LogisticRegression": "River LR", "River HoeffdingAdaptiveTree": "River HAT",
+             "River ARF": "River ARF"}
+    shown = [n for n in names if any(n in r["models"] for r in results.values())]
+    lines = ["| stream | " + " | ".join(names[n] for n in shown) + " | targets |",
+             "|---" * (len(shown) + 2) + "|"]
+    for name, result in results.items():
+        drift = result["drift_at"]
+        where = (f"{result['kind']} at {drift:,}" if drift else result["kind"])
+        head = (f"`{name}` ({result['classes']} classes, {result['features']} inputs, "
+                f"{where}): {result['what']}")
+        cells = [cell(result["models"][n], drift) if n in result["models"] else "-"
+                 for n in shown]
+        met = sum(t.startswith("met") for t in result["targets"])
+        lines.append(f"| {head} | " + " | ".join(cells)
+                     + f" | {met} of {len(result['targets'])} met |")
+    lines += ["", "<details><summary>Every model on every stream</summary>", ""]
+    for name, result in results.items():
+        drift = result["drift_at"]
+        lines += [f"`{name}` ({result['total']:,} samples"
+                  + (f", drift at {drift:,}" if drift else "")
+                  + (f"; offline model before the drift: {result['offline_before']:.3f}"
+                     if result.get("offline_before") is not None else "") + ")", "",
+                  "| model | before | dip | recover | overall | final | samples/s | detected "
+                  "| redelivered / resubscribed |", "|---" * 9 + "|"]
+        for model, row in result["models"].items():
+            broker = (f"{row['redelivered']:,} / {row['resubscribed']:,}"
+                      if "redelivered" in row else "")
+            lines.append(f"| {model} | {fmt(row.get('before'))} | {fmt(row.get('dip'))} | "
+                         f"{fmt(row.get('to_recover'))} | {fmt(row.get('overall'))} | "
+                         f"{fmt(row['final'])} | {row['samples_per_s']:,} | "
+                         f"{fmt(row.get('detected_after'))} | {broker} |")
+        lines += [""] + [f"- target {t}" for t in result["targets"]] + [""]
+    lines.append("</details>")
     return "\n".join(lines)
 
 
@@ -297,7 +345,7 @@ def run_stream(url: str, name: str, total: int, drift_at: int | None, quick: boo
             "features": stream.features, "total": total, "drift_at": drift_at,
             "models": models, "targets": targets(stream, models),
             "offline_before": offline_before(rows, drift_at, template)
-            if drift_at and drift_at > 2 * BEFORE else None}
+            if drift_at and drift_at >= 1.5 * BEFORE else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                                        Path(tmp))
     print(table(results))
     write_results(args.out, {"quick": args.quick, "results": results})
+    Path(args.out).with_suffix(".md").write_text(markdown(results) + "\n")
     return 0
 
 

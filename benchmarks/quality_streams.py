@@ -1,12 +1,12 @@
 """The quality benchmark's streams, as `[produce] generator`s of `examples/drift`'s template:
 records (id, x, y) with the class index in y.
 
-Four come from this project (the drift example's hyperplane, turned or not) and River's SEA and
-Hyperplane; eight more are River generators nobody here tuned on: binary and multi-class,
-numeric and categorical attributes (one-hot), abrupt and gradual drift, with and without label
-noise. River is a benchmark-only extra. Numeric attributes are mapped to [-1, 1] by the ranges
-their generator draws from (RandomRBF's points spill over: Gaussians around centroids in
-[0, 1]); a categorical attribute becomes one 0/1 column per value.
+The first four were here before: the drift example's hyperplane (turned, or not), River's SEA
+and River's Hyperplane. The eight after them are River generators nobody here tuned on: binary
+and multi-class, numeric and categorical attributes (one-hot), abrupt and gradual drift, with
+and without label noise. River is a benchmark-only extra. Numeric attributes are mapped to
+[-1, 1] by the ranges their generator draws from (RandomRBF's points spill over: Gaussians
+around centroids in [0, 1]); a categorical attribute becomes one 0/1 column per value.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ class Stream:
 
 
 STREAMS = {
-    "drift": Stream(10, 2, 120000, 60000, "abrupt",
+    "drift": Stream(10, 2, 60000, 30000, "abrupt",
                     "examples/drift: a hyperplane turned 90 degrees"),
-    "sea": Stream(3, 2, 120000, 50000, "abrupt", "River SEA, variant 0 then 3"),
-    "hyperplane": Stream(10, 2, 120000, None, "gradual",
+    "sea": Stream(3, 2, 60000, 25000, "abrupt", "River SEA, variant 0 then 3"),
+    "hyperplane": Stream(10, 2, 60000, None, "gradual",
                          "River Hyperplane, mag_change 0.001: drifts all the time"),
-    "stationary": Stream(10, 2, 120000, None, "stationary",
+    "stationary": Stream(10, 2, 60000, None, "stationary",
                          "examples/drift with no turn: false alarms are the risk"),
     "sea_noise": Stream(3, 2, 60000, 30000, "abrupt",
                         "River SEA, variant 0 then 3, 10% label noise"),

@@ -10,6 +10,11 @@ Actions (`drift.action`), measured on the quality benchmark (README "Quality"):
   (weights and optimizer) once its prequential loss over the last `challenger_window` samples is
   lower, or is dropped after `challenger_patience` samples. A false alarm therefore costs compute
   but cannot make the model worse.
+  - A clear win does not wait for the full window: from a quarter of it on, a challenger whose
+    loss is lower step after step beyond chance (a paired t-test on the per-step losses) is
+    promoted. After an abrupt drift the model predicts badly until then; on the quality
+    benchmark this took the 10-class LED stream's dip from 0.17 to 0.50 and its recovery from
+    4,000 to 3,000 samples, and changed nothing on the stationary stream.
   - A warning can come long before the drift it warns of (or the drift comes on top of a
     false alarm): then the challenger has learnt mostly the old concept, and promoting it
     deepens the dip (seen on a 10-class stream: a challenger from a warning ~4,900 samples
@@ -138,6 +143,10 @@ class Challenger:
         set_optimizer_state(self.optimizer, arrays["optimizer"])
 
 
+#: how clear an early win must be (a t statistic: about 1 in 100 by chance at 8 steps)
+EARLY_WIN_T = 3.0
+
+
 @dataclass
 class Trial:
     """A running challenger's record: what started it (a "warning" or a "drift" flag), samples
@@ -155,9 +164,19 @@ class Trial:
             self.recent.popleft()
 
     def challenger_wins(self, window: int) -> bool:
+        """Over a full window: a lower loss. Sooner, from a quarter window on: a lower loss
+        step after step, beyond chance (a one-sided paired t-test on the per-step mean losses,
+        t > EARLY_WIN_T). After an abrupt drift the model's predictions are poor until the
+        challenger takes over, and a clear win need not wait for a full window."""
         count = sum(c for c, _, _ in self.recent)
-        return count >= window and sum(b for _, _, b in self.recent) < sum(
-            a for _, a, _ in self.recent)
+        if count >= window:
+            return sum(b for _, _, b in self.recent) < sum(a for _, a, _ in self.recent)
+        if count < window / 4 or len(self.recent) < 4:
+            return False
+        gains = np.array([(a - b) / c for c, a, b in self.recent])
+        spread = gains.std(ddof=1)
+        return bool(gains.mean() > 0 and (
+            spread == 0 or gains.mean() / spread * math.sqrt(len(gains)) > EARLY_WIN_T))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from hvd_online.drift.response import (
     Challenger,
     DriftResponse,
     LearningRateBoost,
+    Trial,
     make_detector,
     reset_optimizer_state,
 )
@@ -277,3 +278,36 @@ def test_false_alarms_start_at_most_one_challenger_per_budget():
     restored.restore(snapshot)
     assert restored.since_challenger == response.since_challenger == 32
     assert restored.trial is not None and restored.trial.cause == "warning"
+
+
+def trial_after(model_losses, challenger_losses, window=2000, count=64):
+    """A Trial fed one step of `count` samples per pair of mean losses; whether the
+    challenger wins after each step."""
+    trial, wins = Trial(cause="drift"), []
+    for a, b in zip(model_losses, challenger_losses, strict=True):
+        trial.add(count, a * count, b * count, window)
+        wins.append(trial.challenger_wins(window))
+    return wins
+
+
+def test_a_clear_win_promotes_from_a_quarter_window_on():
+    rng = np.random.default_rng(0)
+    model = 1.0 + rng.normal(0, 0.05, 40)
+    challenger = 0.5 + rng.normal(0, 0.05, 40)
+    wins = trial_after(model, challenger)
+    # 500 samples (a quarter of 2,000) are 8 steps of 64: no sooner, whatever the gap
+    assert wins[:7] == [False] * 7 and wins[7]
+
+
+def test_a_marginal_noisy_gain_waits_for_the_full_window():
+    rng = np.random.default_rng(1)
+    model = 1.0 + rng.normal(0, 0.3, 40)
+    challenger = model - 0.02 + rng.normal(0, 0.3, 40)  # better by 0.02 in noise of 0.4
+    wins = trial_after(model, challenger)
+    assert not any(wins[:31]), "no early win on noise"
+    # at a full window (32 steps of 64 = 2,048 samples) the lower loss over it decides
+    assert wins[31] == (challenger[-32:].sum() < model[-32:].sum())
+
+
+def test_a_challenger_that_loses_never_wins_early_or_late():
+    assert not any(trial_after([0.5] * 40, [0.6] * 40))
