@@ -150,8 +150,9 @@ class DriftConfig:
     boost: float = bounded(10.0, gt=0)
     boost_steps: int = bounded(100, ge=1)
     #: challenger: a copy of the model, boosted as above, starts at a warning and replaces
-    #: the model once its prequential loss over the last `challenger_window` samples is lower;
-    #: it is dropped if it has not won after `challenger_patience` samples
+    #: the model once its prequential loss over the last `challenger_window` samples is lower
+    #: (or sooner, from a quarter window on, on a clear win step after step); it is dropped if
+    #: it has not won after `challenger_patience` samples
     challenger_window: int = bounded(2000, ge=1)
     challenger_patience: int = bounded(30000, ge=1)
     #: challenger: at most one new challenger per this many samples (false alarms cost little);
