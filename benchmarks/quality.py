@@ -13,7 +13,8 @@ Columns: accuracy over the 10,000 samples before the drift; the dip (lowest roll
 2,000-sample accuracy after it); samples from the drift until the rolling accuracy is back
 within 2 points of the pre-drift figure; accuracy over the last 10,000 samples; samples/s;
 for hvd-online, where its detector first fired relative to the drift. Then the issue's
-targets for the default response (the challenger), met or missed, with the figures.
+targets for the default response (the challenger), met or missed, with the figures. Printed
+as markdown (README's tables) and written beside the JSON (quality.md).
 """
 
 from __future__ import annotations
@@ -243,28 +244,6 @@ def fmt(value, digits: int = 3) -> str:
     return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
 
 
-def table(results: dict) -> str:
-    lines = []
-    for stream, result in results.items():
-        drift = result["drift_at"]
-        lines.append(f"\n{stream} ({result['what']}): {result['total']:,} samples, "
-                     + (f"drift at {drift:,}" if drift else "no single drift point")
-                     + (f"; offline model before the drift: {result['offline_before']:.3f}"
-                        if result.get("offline_before") is not None else ""))
-        lines.append(f"  {'model':40s} {'before':>7s} {'dip':>6s} {'recover':>8s} "
-                     f"{'overall':>7s} {'final':>6s} {'samples/s':>10s} {'detected':>9s} "
-                     f"{'redelivered':>11s} {'resubscribed':>12s}")
-        for name, row in result["models"].items():
-            lines.append(
-                f"  {name:40s} {fmt(row.get('before')):>7s} {fmt(row.get('dip')):>6s} "
-                f"{fmt(row.get('to_recover')):>8s} {fmt(row.get('overall')):>7s} "
-                f"{fmt(row['final']):>6s} {row['samples_per_s']:>10,} "
-                f"{fmt(row.get('detected_after')):>9s} {fmt(row.get('redelivered')):>11s} "
-                f"{fmt(row.get('resubscribed')):>12s}")
-        lines += [f"  target {line}" for line in result["targets"]]
-    return "\n".join(lines)
-
-
 def cell(row: dict, drift_at: int | None) -> str:
     """before / recover / final on a drifting stream, overall / final on the others."""
     if drift_at is None:
@@ -374,9 +353,10 @@ def main(argv: list[str] | None = None) -> int:
             drift_at = int(stream.drift_at * total / stream.total) if stream.drift_at else None
             results[name] = run_stream(broker.url, name, total, drift_at, args.quick, chosen,
                                        Path(tmp))
-    print(table(results))
+    tables = markdown(results)
+    print(tables)
     write_results(args.out, {"quick": args.quick, "results": results})
-    Path(args.out).with_suffix(".md").write_text(markdown(results) + "\n")
+    Path(args.out).with_suffix(".md").write_text(tables + "\n")
     return 0
 
 
