@@ -79,7 +79,7 @@ if [ ! -f /usr/lib/bible.data ] || ! command -v bible >/dev/null; then
   if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
   "${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq bible-kjv-text >/dev/null
 fi
-log "Word2Vec text in $(cd "$repo" && "$venv/bin/python" -m examples.word2vec.corpus | head -1)"
+log "Word2Vec text in $(cd "$repo" && "$venv/bin/python" -m examples.word2vec.corpus | sed -n 1p)"
 
 if [ "${HVD_ONLINE_BROWSER:-1}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   log "installing Debian chromium for browser tests"
