@@ -165,7 +165,7 @@ def read_back(url: str, topic: str, template: StreamClassifier, total: int) -> n
                         message = consumer.receive(timeout_millis=200)
                         consumer.acknowledge(message)  # unacknowledged, pulsar-lite redelivers
                         payloads.append(message.data())
-                        received += codec.count_samples(payloads[-1])
+                        received += int(codec.sample_counts(payloads[-1:])[0])
                 except pulsar.Timeout:
                     continue
     finally:

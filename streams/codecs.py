@@ -17,8 +17,8 @@ A record payload may carry several records back to back (`per_message`): the per
 of a broker (a callback, an id, an acknowledgement) is then shared by that many samples.
 
 >>> packed = codec.encode_many(rows, per_message=2)
->>> len(packed), codec.count_samples(packed[0]), codec.decode(packed)[0]["y"].tolist()
-(1, 2, [3.0, 6.0])
+>>> len(packed), codec.sample_counts(packed).tolist(), codec.decode(packed)[0]["y"].tolist()
+(1, [2], [3.0, 6.0])
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ class Codec(Protocol):
 
     def encode_many(self, rows: np.ndarray, per_message: int = 1) -> list[bytes]: ...
 
-    def count_samples(self, payload: bytes) -> int:
-        """Samples a payload carries, cheaply (the window counts samples, not messages)."""
+    def sample_counts(self, payloads: Sequence[bytes]) -> np.ndarray:
+        """Samples each payload carries (at least 1), cheaply: the window counts samples,
+        not messages. An int64 array."""
         ...
 
     def decode(self, payloads: Sequence[bytes]) -> tuple[np.ndarray, list[Rejected]]: ...
@@ -63,23 +64,23 @@ EARLIEST_MS = 631_152_000_000
 AHEAD_MS = 86_400_000
 
 
-def _invalid_reason(schema: Fields, rows: np.ndarray) -> list[str | None]:
-    """Per row, why it cannot be trained (None: fine); vectorised, no Python loop per row
-    unless a row is bad."""
-    reasons: list[str | None] = [None] * len(rows)
+def _invalid_reasons(schema: Fields, rows: np.ndarray) -> dict[int, str]:
+    """Why each bad row cannot be trained, by row index (fine rows are absent); vectorised,
+    no Python loop per row unless a row is bad."""
+    reasons: dict[int, str] = {}
     if not len(rows):
         return reasons
     ok = np.ones(len(rows), dtype=bool)
     for name in schema.float_fields():
         ok &= np.isfinite(rows[name].reshape(len(rows), -1)).all(axis=1)
     for i in np.flatnonzero(~ok):
-        reasons[i] = "non-finite value (NaN or inf) in a float field"
+        reasons[int(i)] = "non-finite value (NaN or inf) in a float field"
     latest = time.time() * 1000 + AHEAD_MS
     for name in schema.time_fields():
         times = rows[name].astype(np.float64)
         for i in np.flatnonzero(ok & ((times < EARLIEST_MS) | (times > latest))):
-            reasons[i] = (f"implausible time: {name} = {int(rows[name][i])} is not a time in ms "
-                          f"since the epoch between 1990-01-01 and a day from now")
+            reasons[int(i)] = (f"implausible time: {name} = {int(rows[name][i])} is not a time "
+                               f"in ms since the epoch between 1990-01-01 and a day from now")
     return reasons
 
 
@@ -87,11 +88,9 @@ def _split_invalid(schema: Fields, rows: np.ndarray, owner: np.ndarray,
                    rejected: list[Rejected]) -> np.ndarray:
     """Drop every row of a payload that has an invalid row (`owner[i]` is row i's payload):
     the payload goes to the dead-letter topic whole, so none of its samples is lost."""
-    reasons = _invalid_reason(schema, rows)
     bad: dict[int, str] = {}
-    for i, reason in enumerate(reasons):
-        if reason is not None:
-            bad.setdefault(int(owner[i]), reason)
+    for i, reason in sorted(_invalid_reasons(schema, rows).items()):
+        bad.setdefault(int(owner[i]), reason)
     if not bad:
         return rows
     rejected.extend(Rejected(i, reason) for i, reason in sorted(bad.items()))
@@ -121,26 +120,23 @@ class RecordCodec:
         n = self.itemsize * per_message
         return [blob[i : i + n] for i in range(0, len(blob), n)]
 
-    def count_samples(self, payload: bytes) -> int:
-        return max(1, len(payload) // self.itemsize)
+    def _lengths(self, payloads: Sequence[bytes]) -> np.ndarray:
+        return np.fromiter(map(len, payloads), np.int64, len(payloads))
+
+    def sample_counts(self, payloads: Sequence[bytes]) -> np.ndarray:
+        return np.maximum(self._lengths(payloads) // self.itemsize, 1)
 
     def decode(self, payloads: Sequence[bytes]) -> tuple[np.ndarray, list[Rejected]]:
-        rejected: list[Rejected] = []
-        good: list[bytes] = []
-        indices: list[int] = []
-        counts: list[int] = []
-        for i, payload in enumerate(payloads):
-            count, rest = divmod(len(payload), self.itemsize)
-            if count and not rest:
-                good.append(payload)
-                indices.append(i)
-                counts.append(count)
-            else:
-                reason = (f"wrong size: {len(payload)} bytes, a record is {self.itemsize} bytes"
-                          " (a payload holds one or more whole records)")
-                rejected.append(Rejected(i, reason))
+        lengths = self._lengths(payloads)
+        counts, rests = np.divmod(lengths, self.itemsize)
+        whole = (counts > 0) & (rests == 0)
+        rejected = [
+            Rejected(int(i), f"wrong size: {lengths[i]} bytes, a record is {self.itemsize} "
+                             "bytes (a payload holds one or more whole records)")
+            for i in np.flatnonzero(~whole)]
+        good = payloads if not rejected else [payloads[int(i)] for i in np.flatnonzero(whole)]
         rows = np.frombuffer(b"".join(good), dtype=self.schema.dtype)
-        owner = np.repeat(np.asarray(indices, dtype=np.int64), counts)
+        owner = np.repeat(np.flatnonzero(whole), counts[whole])
         return _split_invalid(self.schema, rows, owner, rejected), rejected
 
 
@@ -184,8 +180,8 @@ class JsonCodec:
             values.append(value)
         return tuple(values)
 
-    def count_samples(self, payload: bytes) -> int:
-        return 1
+    def sample_counts(self, payloads: Sequence[bytes]) -> np.ndarray:
+        return np.ones(len(payloads), np.int64)
 
     def decode(self, payloads: Sequence[bytes]) -> tuple[np.ndarray, list[Rejected]]:
         rejected: list[Rejected] = []

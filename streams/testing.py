@@ -2,9 +2,9 @@
 of the window, the trainer and the operators need no broker.
 
 >>> source = TestingSource(3, [b"a", TestingSource.PAUSE, b"b", TestingSource.EOF, b"c"])
->>> [r.payload for r in source.next_batch(5)], source.next_batch(5)
-([b'a'], [])
->>> [r.payload for r in source.next_batch(5)], source.exhausted, source.key
+>>> source.next_batch(5).payloads, len(source.next_batch(5))
+([b'a'], 0)
+>>> source.next_batch(5).payloads, source.exhausted, source.key
 ([b'b'], True, 'testing-3')
 >>> sink = CountingSink()
 >>> sink.send(Record(0, 0, b"x"), Rejected(0, "wrong size: 1 bytes"))
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from streams.codecs import Rejected, reason_kind
-from streams.source import PartitionSource, Record
+from streams.source import Messages, PartitionSource, Record
 
 
 class TestingSource(PartitionSource):
@@ -49,8 +49,8 @@ class TestingSource(PartitionSource):
         #: snapshots committed (a checkpoint covering them was durable)
         self.committed: list[str | None] = []
 
-    def next_batch(self, max_count: int) -> list[Record]:
-        out: list[Record] = []
+    def next_batch(self, max_count: int) -> Messages:
+        out = Messages(self.partition)
         while len(out) < max_count and self._cursor < len(self._items):
             item = self._items[self._cursor]
             if item is self.EOF:
@@ -61,14 +61,16 @@ class TestingSource(PartitionSource):
                 break
             self._cursor += 1
             self._position += 1
-            out.append(Record(self.partition, self._position, item, int(time.time() * 1000)))
+            out.payloads.append(item)
+            out.publish_ms.append(int(time.time() * 1000))
+            out.ids.append(self._position)
         return out
 
     def snapshot(self) -> str | None:
         return None if self._position < 0 else str(self._position)
 
-    def snapshot_through(self, record: Record | None) -> str | None:
-        return self._resume_state if record is None else str(record.position)
+    def snapshot_through(self, message_id: Any) -> str | None:
+        return self._resume_state if message_id is None else str(message_id)
 
     def commit(self, snapshot: str | None) -> None:
         self.committed.append(snapshot)

@@ -5,17 +5,18 @@ a partition that rotates pass by pass, so a hot partition cannot starve a quiet 
 quiet one's few samples do not wait for the hot one's backlog). Between passes it sleeps on
 the sources' shared `arrived` event, which sources that push (test doubles) set, for at most
 POLL_S: sources that are polled (the Pulsar one) are asked again after that.
-`batch_size` counts samples: `size_of(payload)` says how many a message carries (packed
-record payloads carry several), 1 each by default.
+`batch_size` counts samples: `sample_counts(payloads)` says how many each message carries
+(packed record payloads carry several), 1 each by default. A window is the list of batches
+its polls returned (`Messages`, one partition each).
 
 >>> from streams.testing import TestingSource
 >>> a = TestingSource(0, [b"a1", b"a2", b"a3"])
 >>> b = TestingSource(1, [b"b1"])
 >>> window = BatchWindow([a, b], batch_size=3, max_wait_s=0.01)
->>> [r.payload for r in window.collect()]
-[b'a1', b'b1', b'a2']
->>> [r.payload for r in window.collect()]
-[b'a3']
+>>> [m.payloads for m in window.collect()]
+[[b'a1'], [b'b1'], [b'a2']]
+>>> [m.payloads for m in window.collect()]
+[[b'a3']]
 >>> window.collect()
 []
 """
@@ -26,8 +27,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from streams.errors import StreamsError
-from streams.source import PartitionSource, Record
+from streams.source import Messages, PartitionSource
 
 #: the longest a window sleeps between polls when nothing is ready (added latency, at most;
 #: an idle rank polls its partitions this often)
@@ -41,7 +44,7 @@ class BatchWindow:
         batch_size: int,
         max_wait_s: float,
         clock: Callable[[], float] = time.monotonic,
-        size_of: Callable[[bytes], int] | None = None,
+        sample_counts: Callable[[Sequence[bytes]], np.ndarray] | None = None,
     ) -> None:
         if batch_size < 1:
             msg = f"batch_size must be >= 1, got {batch_size}"
@@ -53,16 +56,16 @@ class BatchWindow:
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
         self.clock = clock
-        self.size_of = size_of
+        self.sample_counts = sample_counts
         # samples per message (largest of the last poll) turns missing samples into a number
         # of messages to ask for; unknown until the first message, so that one is asked alone
-        self._per_message: int | None = None if size_of else 1
+        self._per_message: int | None = None if sample_counts else 1
         self.arrived = threading.Event()
         for source in self.sources:
             source.arrived = self.arrived
         self._next = 0  # round-robin start, rotated each poll for fairness
 
-    def _poll_once(self, out: list[Record], filled: int) -> int:
+    def _poll_once(self, out: list[Messages], filled: int) -> int:
         """One pass over the sources, each giving a fair share of the samples still missing;
         returns how many samples `out` holds now."""
         n = len(self.sources)
@@ -78,20 +81,20 @@ class BatchWindow:
             got = source.next_batch(want)
             if not got:
                 continue
-            out.extend(got)
-            if self.size_of is None:
+            out.append(got)
+            if self.sample_counts is None:
                 filled += len(got)
             else:
-                sizes = [self.size_of(r.payload) for r in got]
-                filled += sum(sizes)
-                self._per_message = max(1, *sizes)
+                sizes = self.sample_counts(got.payloads)
+                filled += int(sizes.sum())
+                self._per_message = int(sizes.max())
         self._next = (self._next + 1) % max(n, 1)
         return filled
 
-    def collect(self) -> list[Record]:
+    def collect(self) -> list[Messages]:
         """Block until `batch_size` samples are in hand or `max_wait_s` has passed (messages are
         not split: with equal-size messages a window overshoots by less than one message)."""
-        out: list[Record] = []
+        out: list[Messages] = []
         filled = 0
         deadline = self.clock() + self.max_wait_s
         while True:

@@ -71,7 +71,7 @@ def read_topic(url: str, topic: str, partitions: int | None = 4) -> list[bytes]:
             while time.monotonic() - news < QUIET_S:
                 batch = source.next_batch(4096)
                 if batch:
-                    out += [record.payload for record in batch]
+                    out += batch.payloads
                     news = time.monotonic()
                 else:
                     time.sleep(0.05)

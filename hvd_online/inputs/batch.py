@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Protocol
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from hvd_online.model.prediction_copy import PredictionCopy
 from hvd_online.state.run_state import Stateful
 from streams.codecs import Codec, DeadLetters, Rejected
-from streams.source import PartitionSource, Record
+from streams.source import Messages, PartitionSource, Record
 
 
 @dataclass(frozen=True)
@@ -59,30 +60,58 @@ class StepInput(Protocol):
         ...
 
 
-def decode(codec: Codec, records: Sequence[Record]
-           ) -> tuple[np.ndarray, list[Record], list[tuple[Record, Rejected]]]:
-    """Rows of the records that decode, those records, and the rejected ones with why."""
-    rows, rejected = codec.decode([r.payload for r in records])
+@dataclass(frozen=True)
+class Decoded:
+    """Batches of messages decoded: the rows, and per message that decoded its sample count,
+    publish time and partition (columns, in the order read)."""
+
+    rows: np.ndarray
+    sizes: np.ndarray  # int64, rows per message
+    publish_ms: np.ndarray  # int64
+    partitions: np.ndarray  # int64
+    #: the messages that did not decode, and why (for the dead-letter topic)
+    rejected: list[tuple[Record, Rejected]]
+
+    def row_times(self, time_field: str | None) -> np.ndarray:
+        """Each row's time (ms): its `time_field`, or else its message's publish time."""
+        if time_field is not None:
+            return self.rows[time_field].astype(np.int64)
+        return np.repeat(self.publish_ms, self.sizes)
+
+    def row_partitions(self) -> np.ndarray:
+        return np.repeat(self.partitions, self.sizes)
+
+
+def decode(codec: Codec, batches: Sequence[Messages]) -> Decoded:
+    """One decode of every message of `batches` (one numpy pass, not one per batch)."""
+    payloads = list(chain.from_iterable(m.payloads for m in batches))
+    rows, rejected = codec.decode(payloads)
+    count = len(payloads)
+    sizes = codec.sample_counts(payloads)
+    publish = np.fromiter(chain.from_iterable(m.publish_ms for m in batches), np.int64, count)
+    partitions = np.repeat(np.array([m.partition for m in batches], np.int64),
+                           [len(m) for m in batches])
     if not rejected:
-        return rows, list(records), []
-    dropped = {item.index for item in rejected}
-    return (rows, [r for i, r in enumerate(records) if i not in dropped],
-            [(records[item.index], item) for item in rejected])
+        return Decoded(rows, sizes, publish, partitions, [])
+    keep = np.ones(count, bool)
+    keep[[item.index for item in rejected]] = False
+    return Decoded(rows, sizes[keep], publish[keep], partitions[keep],
+                   [(message_at(batches, item.index), item) for item in rejected])
 
 
-def row_times(rows: np.ndarray, records: Sequence[Record], sizes: Sequence[int],
-              time_field: str | None) -> np.ndarray:
-    """Each decoded row's time (ms): its `time_field`, or else its message's publish time
-    (`sizes`: rows per record)."""
-    if time_field is not None:
-        return rows[time_field].astype(np.int64)
-    return np.repeat([r.publish_ms for r in records], sizes).astype(np.int64)
+def message_at(batches: Sequence[Messages], index: int) -> Record:
+    """Message `index` of the batches counted one after another, as a Record."""
+    for messages in batches:
+        if index < len(messages):
+            return messages.record(index)
+        index -= len(messages)
+    raise IndexError(index)
 
 
-def decode_or_dead_letter(codec: Codec, records: Sequence[Record],
-                          dead_letters: DeadLetters) -> tuple[np.ndarray, list[Record]]:
-    """Rows of the records that decode, and those records (rejected ones go to the DLQ)."""
-    rows, accepted, rejected = decode(codec, records)
-    for record, why in rejected:
+def decode_or_dead_letter(codec: Codec, batches: Sequence[Messages],
+                          dead_letters: DeadLetters) -> Decoded:
+    """`decode`, with the rejected messages sent to the dead-letter topic."""
+    decoded = decode(codec, batches)
+    for record, why in decoded.rejected:
         dead_letters.send(record, why)
-    return rows, accepted
+    return decoded

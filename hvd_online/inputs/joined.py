@@ -22,7 +22,7 @@ import numpy as np
 
 from hvd_online.config import JoinConfig
 from hvd_online.errors import ConfigError
-from hvd_online.inputs.batch import Batch, decode_or_dead_letter, row_times
+from hvd_online.inputs.batch import Batch, Decoded, decode_or_dead_letter
 from hvd_online.inputs.predict_ahead import PredictAhead, Predicted
 from hvd_online.model.prediction_copy import PredictionCopy
 from hvd_online.model.template import ModelTemplate
@@ -32,7 +32,7 @@ from streams.codecs import Codec, DeadLetters
 from streams.join import EventLabelJoin, Item, samples_to_train
 from streams.pulsar.predictions import prediction_messages
 from streams.schema import EventSchema, LabelSchema
-from streams.source import PartitionSource, Record
+from streams.source import Messages, PartitionSource
 
 #: label delay histogram buckets for the console, upper edges in seconds (last: beyond)
 DELAY_EDGES_S = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -73,20 +73,20 @@ def check_schemas(template: ModelTemplate) -> tuple[EventSchema, LabelSchema]:
     return events, labels
 
 
-def newest_published(*taken: list[Record]) -> dict[int, int]:
-    """Per partition, the publish time of the newest record taken (what tells each join a
+def newest_published(*taken: list[Messages]) -> dict[int, int]:
+    """Per partition, the publish time of the newest message taken (what tells each join a
     replayed backlog from live data); 0 is an unknown time.
 
-    >>> newest_published([Record(0, (1,), b"", 5), Record(1, (1,), b"", 0)],
-    ...                  [Record(0, (2,), b"", 9)])
+    >>> newest_published([Messages(0, [b""], [5]), Messages(1, [b""], [0])],
+    ...                  [Messages(0, [b"", b""], [9, 7])])
     {0: 9}
     """
     newest: dict[int, int] = {}
-    for records in taken:
-        for record in records:
-            if record.publish_ms:
-                newest[record.partition] = max(newest.get(record.partition, 0),
-                                               record.publish_ms)
+    for batches in taken:
+        for messages in batches:
+            latest = max(messages.publish_ms, default=0)
+            if latest:
+                newest[messages.partition] = max(newest.get(messages.partition, 0), latest)
     return newest
 
 
@@ -123,21 +123,18 @@ class JoinedInput:
     def stop(self) -> None:
         self.ahead.stop()
 
-    def _labels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Record], list[Record]]:
-        """Label rows, each row's partition and time (ms), the records that decoded, and
-        every record read."""
-        records = [r for s in self.labels for r in s.next_batch(self._label_batch)]
-        codec = self.label_codec
-        rows, accepted = decode_or_dead_letter(codec, records, self.dead_letters[1])
-        sizes = [codec.count_samples(r.payload) for r in accepted]
-        partitions = np.repeat([r.partition for r in accepted], sizes)
-        times = row_times(rows, accepted, sizes, self.label_schema.time)
-        return rows, partitions, times, accepted, records
+    def _labels(self) -> tuple[Decoded, np.ndarray, np.ndarray, list[Messages]]:
+        """The labels that came, decoded; each row's partition and time (ms); every batch
+        read."""
+        batches = [b for b in (s.next_batch(self._label_batch) for s in self.labels) if b]
+        decoded = decode_or_dead_letter(self.label_codec, batches, self.dead_letters[1])
+        return (decoded, decoded.row_partitions(), decoded.row_times(self.label_schema.time),
+                batches)
 
     def _events(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                          list[Record]]:
+                                          list[Messages]]:
         """The events predicted since the last step: rows, partitions, times, outputs, and
-        every record read (dead letters sent now, when a step takes them)."""
+        every batch read (dead letters sent now, when a step takes them)."""
         self.ahead.refresh(step)
         taken: list[Predicted] = self.ahead.take(self.max_wait_s)
         for item in taken:
@@ -151,7 +148,7 @@ class JoinedInput:
         partitions = np.concatenate([np.full(t.samples, t.partition) for t in taken])
         times = np.concatenate([t.times for t in taken])
         outputs = np.concatenate([t.outputs for t in taken])
-        return rows, partitions, times, outputs, [r for t in taken for r in t.records]
+        return rows, partitions, times, outputs, [t.messages for t in taken]
 
     def _publish(self, keys: np.ndarray, outputs: np.ndarray, step: int,
                  times: np.ndarray) -> None:
@@ -161,8 +158,9 @@ class JoinedInput:
             int(time.time() * 1000)))
 
     def take(self, step: int) -> Batch:
-        labels, label_parts, label_times, label_ok, label_records = self._labels()
-        events, event_parts, event_times, outputs, event_records = self._events(step)
+        decoded_labels, label_parts, label_times, label_batches = self._labels()
+        labels = decoded_labels.rows
+        events, event_parts, event_times, outputs, event_batches = self._events(step)
         keys = events[self.event_schema.key]
         # a pending event keeps its row and the output made at its arrival (delayed metric)
         event_values = [e.tobytes() + o.tobytes() for e, o in zip(events, outputs, strict=True)]
@@ -171,7 +169,7 @@ class JoinedInput:
         samples: list[tuple[int, bytes, bytes]] = []
         delays: list[int] = []
         expired = 0
-        newest = newest_published(event_records, label_records)
+        newest = newest_published(event_batches, label_batches)
         offline = {s.partition for s in self.sources if not s.connected()}
         for partition, join in self.joins.items():
             out = join.push(
@@ -186,8 +184,8 @@ class JoinedInput:
         sums.update(self._gauges(len(events), delays))
         sums.update(joined=float(len(delays)), expired=float(expired))
         # freshness here: a label's publish time -> the update of the step that took it in
-        published = np.fromiter((r.publish_ms for r in label_ok), np.float64, len(label_ok))
-        return Batch(rows, published, np.ones(len(label_ok), np.int64), sums)
+        published = decoded_labels.publish_ms.astype(np.float64)
+        return Batch(rows, published, np.ones(len(published), np.int64), sums)
 
     @staticmethod
     def _items(keys: np.ndarray, times: np.ndarray, values: list[bytes],

@@ -28,7 +28,7 @@ class LabelledInput:
         self.codec = codec
         self.dead_letters = [dead_letters]
         self.window = BatchWindow(self.sources, batch_size, max_wait_s,
-                                  size_of=codec.count_samples)
+                                  sample_counts=codec.sample_counts)
 
     def start(self, make_copy: Callable[[], PredictionCopy]) -> None:
         """Nothing to predict here."""
@@ -37,12 +37,9 @@ class LabelledInput:
         """No thread of its own."""
 
     def take(self, step: int) -> Batch:
-        rows, accepted = decode_or_dead_letter(self.codec, self.window.collect(),
-                                               self.dead_letters[0])
-        published = np.fromiter((r.publish_ms for r in accepted), np.float64, len(accepted))
-        sizes = np.fromiter((self.codec.count_samples(r.payload) for r in accepted), np.int64,
-                            len(accepted))
-        return Batch(rows, published, sizes)
+        decoded = decode_or_dead_letter(self.codec, self.window.collect(),
+                                        self.dead_letters[0])
+        return Batch(decoded.rows, decoded.publish_ms.astype(np.float64), decoded.sizes)
 
     def report_fields(self, sums: dict[str, float]) -> dict[str, Any]:
         return {}

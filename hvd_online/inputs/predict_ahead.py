@@ -29,14 +29,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from hvd_online.inputs.batch import decode, row_times
+from hvd_online.inputs.batch import decode
 from hvd_online.model.prediction_copy import PredictionCopy
 from streams.codecs import Codec, Rejected
 from streams.schema import EventSchema
-from streams.source import PartitionSource, Record
+from streams.source import Messages, PartitionSource, Record
 from streams.window import POLL_S
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ class Predicted:
     """One partition's events of one pass, decoded and predicted."""
 
     partition: int
-    #: every record read, in order (the last one is what a checkpoint may cover next)
-    records: list[Record]
+    #: every message read, in order (the last one is what a checkpoint may cover next)
+    messages: Messages
     rows: np.ndarray  # the event rows that decoded
     times: np.ndarray  # each row's time (ms): its event time, or its message's publish time
     outputs: np.ndarray  # the model's outputs for `rows`, (rows, outputs) float32
@@ -83,12 +84,12 @@ class HandedOver(PartitionSource):
     def __init__(self, inner: PartitionSource) -> None:
         self.inner = inner
         self.partition, self.key = inner.partition, inner.key
-        #: the last record a step took (what the next snapshot covers)
-        self.taken: Record | None = None
+        #: the id of the last message a step took (what the next snapshot covers)
+        self.taken: Any = None
         #: predicted, not yet taken: (messages, oldest publish ms) kept by the stage
         self.waiting: deque[tuple[int, int]] = deque()
 
-    def next_batch(self, max_count: int) -> list[Record]:
+    def next_batch(self, max_count: int) -> Messages:
         return self.inner.next_batch(max_count)
 
     def snapshot(self) -> str | None:
@@ -181,7 +182,7 @@ class PredictAhead:
 
     def _handed_over(self, item: Predicted) -> None:
         source = self.sources[self._index[item.partition]]
-        source.taken = item.records[-1]
+        source.taken = item.messages.last_id
         source.waiting.popleft()
 
     # -- the stage's thread --------------------------------------------------------------------
@@ -206,29 +207,29 @@ class PredictAhead:
                 self._ready.wait(0.1)
         return not self._stop.is_set()
 
-    def _read_pass(self) -> list[tuple[HandedOver, list[Record]]]:
+    def _read_pass(self) -> list[tuple[HandedOver, Messages]]:
         """Each partition's share of a window (a hot partition cannot hold back the others'
         predictions: each pass takes at most this much of it)."""
         share = max(1, -(-self.batch_size // (len(self.sources) * self._per_message)))
         got = []
         for source in self.sources:
-            records = source.next_batch(share)
-            if records:
-                got.append((source, records))
+            messages = source.next_batch(share)
+            if messages:
+                got.append((source, messages))
         if got:
-            newest = max(records[-1].publish_ms for _, records in got)
+            newest = max(messages.publish_ms[-1] for _, messages in got)
             live = newest >= self._started_ms
             self._room = self._live_room if live else self.batch_size
         return got
 
-    def _predict_and_hand_over(self, reads: list[tuple[HandedOver, list[Record]]]) -> None:
+    def _predict_and_hand_over(self, reads: list[tuple[HandedOver, Messages]]) -> None:
         decoded = []
-        for source, records in reads:
-            rows, good, bad = decode(self.codec, records)
-            sizes = [self.codec.count_samples(r.payload) for r in good]
-            self._per_message = max(self._per_message, *sizes, 1)
-            times = row_times(rows, good, sizes, self.schema.time)
-            decoded.append((source, records, rows, times, bad))
+        for source, messages in reads:
+            part = decode(self.codec, [messages])
+            if len(part.sizes):
+                self._per_message = max(self._per_message, int(part.sizes.max()))
+            decoded.append((source, messages, part.rows, part.row_times(self.schema.time),
+                            part.rejected))
         rows = np.concatenate([d[2] for d in decoded])
         times = np.concatenate([d[3] for d in decoded])
         assert self._copy is not None
@@ -238,14 +239,14 @@ class PredictAhead:
             outputs = np.asarray(outputs, np.float32).reshape(len(rows), -1)
             self.publish(rows[self.schema.key], outputs, step, times)
         items, start = [], 0
-        for source, records, part_rows, part_times, bad in decoded:
+        for source, messages, part_rows, part_times, bad in decoded:
             end = start + len(part_rows)
-            items.append(Predicted(source.partition, records, part_rows, part_times,
+            items.append(Predicted(source.partition, messages, part_rows, part_times,
                                    outputs[start:end], bad))
             start = end
         with self._ready:
-            for (source, records, *_), item in zip(decoded, items, strict=True):
+            for (source, messages, *_), item in zip(decoded, items, strict=True):
                 self._queue.append(item)
-                source.waiting.append((len(records), records[0].publish_ms))
+                source.waiting.append((len(messages), messages.publish_ms[0]))
                 self._queued += item.samples
             self._ready.notify_all()

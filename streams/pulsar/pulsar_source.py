@@ -41,14 +41,13 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
 from typing import Any
 
 import pulsar
 
 from streams.pulsar.cursor import DurableCursor
 from streams.pulsar.topics import partition_topic
-from streams.source import PartitionSource, Record
+from streams.source import Messages, PartitionSource
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +86,20 @@ class PulsarPartitionSource(PartitionSource):
         client but not yet handed out, at most. `reader_options` go to `create_reader`."""
         self.partition = partition
         self.topic = self.key = self.key_for(topic, partition)
-        self._buffer: deque[Record] = deque()
+        #: messages taken from the client and not yet handed out
+        self._buffer = self._empty()
         self._buffer_size = buffer_size
         self._closed = False
         self._resume_state = resume_state
         #: where the next reader starts (exclusive): the last message id taken from a reader
         self._start: Any = pulsar.MessageId.earliest
-        self._last_enqueued: tuple[int, int, int] | None = None
+        #: the id of the last message taken from the client (None: none yet)
+        self._last_enqueued: Any = None
         if resume_state is not None:
             self._start = pulsar.MessageId.deserialize(bytes.fromhex(resume_state))
-            self._last_enqueued = message_position(self._start)
-        self._handed_out: Record | None = None
+            self._last_enqueued = self._start
+        #: the id of the last message handed out (what snapshot() covers)
+        self._handed_out: Any = None
         #: the last snapshot taken and the message id it stands for (what commit() acks)
         self._snapshot: tuple[str, Any] | None = None
         self._duplicates = 0
@@ -140,46 +142,55 @@ class PulsarPartitionSource(PartitionSource):
         except Exception:  # noqa: BLE001 - broker away: close it at least
             first.close()
 
+    def _empty(self) -> Messages:
+        return Messages(self.partition, position_of=message_position)
+
     def _fill(self) -> None:
-        """Take what the client has ready, up to the buffer's size, dropping redeliveries."""
+        """Take what the client has ready, up to the buffer's size, dropping redeliveries.
+        (The hot loop of a rank: per message a read, a comparison and three appends. Ids
+        compare by position in the C++ client, ledger, entry, batch index: 0.25 us against
+        1.2 for `message_position` tuples, measured here.)"""
         buffer = self._buffer
+        payloads, published, ids = buffer.payloads, buffer.publish_ms, buffer.ids
         read_next = next_message(self._reader)
         room = before = self._buffer_size - len(buffer)
         last = self._last_enqueued
-        partition = self.partition
         try:
             while room > 0:
                 message = read_next(0)
                 message_id = message.message_id()
-                position = message_position(message_id)
-                if last is not None and position <= last:
+                if last is not None and message_id <= last:
                     self._duplicates += 1
                     continue
-                last = position
-                buffer.append(Record(partition, position, message.data(),
-                                     message.publish_timestamp(), message_id))
+                last = message_id
+                payloads.append(message.data())
+                published.append(message.publish_timestamp())
+                ids.append(message_id)
                 room -= 1
         except pulsar.Timeout:
             pass  # nothing more ready now
         except pulsar.PulsarException as err:  # closed by a reopening, or broker away
-            log.debug("partition %d: read failed (%s)", partition, err)
+            log.debug("partition %d: read failed (%s)", self.partition, err)
         if last is not self._last_enqueued:
             self._received += before - room
             self._last_enqueued = last
             reading_first_batch = self._before_first_batch
-            self._start = buffer[-1].message_id
+            self._start = ids[-1]
             self._last_new = time.monotonic()
             self._reopen_after = self._silence_s
             if reading_first_batch and not self._before_first_batch:
                 self._leave_first_batch()
 
-    def next_batch(self, max_count: int) -> list[Record]:
-        buffer = self._buffer
-        if len(buffer) < max_count:
+    def next_batch(self, max_count: int) -> Messages:
+        if len(self._buffer) < max_count:
             self._fill()
-        out = [buffer.popleft() for _ in range(min(max_count, len(buffer)))]
+        buffer = self._buffer
+        if len(buffer) <= max_count:  # all of it: hand the columns over, no copy
+            out, self._buffer = buffer, self._empty()
+        else:
+            out = buffer.take(max_count)
         if out:
-            self._handed_out = out[-1]
+            self._handed_out = out.last_id
         elif (time.monotonic() - self._last_new >= self._reopen_after
               and not self._reopening.is_alive()):
             # off the training thread: opening a reader waits for the broker
@@ -213,10 +224,9 @@ class PulsarPartitionSource(PartitionSource):
     def snapshot(self) -> str | None:
         return self.snapshot_through(self._handed_out)
 
-    def snapshot_through(self, record: Record | None) -> str | None:
-        if record is None:
+    def snapshot_through(self, message_id: Any) -> str | None:
+        if message_id is None:
             return self._resume_state
-        message_id = record.message_id
         state = message_id.serialize().hex()
         self._snapshot = (state, message_id)
         return state
@@ -239,11 +249,10 @@ class PulsarPartitionSource(PartitionSource):
 
     def lag_ms(self) -> int:
         """Age of the oldest message waiting here (0 when caught up): how far behind we are."""
-        try:
-            oldest = self._buffer[0]
-        except IndexError:
+        published = self._buffer.publish_ms
+        if not published:
             return 0
-        return max(0, int(time.time() * 1000) - oldest.publish_ms)
+        return max(0, int(time.time() * 1000) - published[0])
 
     def connected(self) -> bool:
         return bool(self._reader.is_connected())

@@ -44,7 +44,7 @@ def test_packed_payloads_round_trip_and_count_their_samples():
     codec = RecordCodec(SCHEMA)
     original = rows(10)
     packed = codec.encode_many(original, per_message=4)
-    assert [codec.count_samples(p) for p in packed] == [4, 4, 2]
+    assert codec.sample_counts(packed).tolist() == [4, 4, 2]
     decoded, rejected = codec.decode(packed)
     assert rejected == []
     np.testing.assert_array_equal(decoded, original)

@@ -116,8 +116,9 @@ class Replayed(TestingSource):
     __test__ = False
 
     def next_batch(self, max_count):
-        return [r._replace(publish_ms=r.publish_ms - 60_000)
-                for r in super().next_batch(max_count)]
+        messages = super().next_batch(max_count)
+        messages.publish_ms = [ms - 60_000 for ms in messages.publish_ms]
+        return messages
 
 
 def test_a_backlog_is_predicted_at_most_a_window_ahead_of_training():
