@@ -58,9 +58,10 @@ def throughput_cases(url: str, work: Path, samples: int, repeats: int,
     cases = 0
 
     def fresh_topic(per_message: int) -> tuple[str, int]:
-        """A topic of its own for each case: subscriptions of earlier cases piled up on one
-        shared topic and stalled pulsar-lite's dispatch (a case at 187k that ran at 392-561k
-        alone); the repeats of a case share one."""
+        """A topic of its own for each repeat of each case: subscriptions of earlier runs
+        piled up on a shared topic and stalled pulsar-lite's dispatch (a case at 187k that ran
+        at 392-561k alone; with a topic per case, repeats after the first still stalled: x2
+        at batch 2048 gave 113k, 116k and 542k)."""
         nonlocal cases
         cases += 1
         stream, count = streams[per_message]
@@ -69,11 +70,11 @@ def throughput_cases(url: str, work: Path, samples: int, repeats: int,
         return topic, count
 
     for per_message in streams:
-        topic, count = fresh_topic(per_message)
         name = f"expert hand loop, {per_message}/msg, batch {BATCH}"
         results[name] = median_of([
             peers.hand_loop(url, topic, 4, count, BATCH, f"hand-{per_message}-{i}")
-            for i in range(repeats)])
+            for i, (topic, count) in enumerate(fresh_topic(per_message)
+                                               for _ in range(repeats))])
         print(f"  {name}: {results[name]['samples_per_s']:,.0f} samples/s", flush=True)
     # (samples per message, batch per rank, ranks, TF threads per rank (0 = cores / ranks),
     # sync_every)
@@ -81,7 +82,6 @@ def throughput_cases(url: str, work: Path, samples: int, repeats: int,
             (PACKED, BATCH, 2, 0, 1), *[(PACKED, BATCH, 2, 0, k) for k in SYNC_EVERY],
             (PACKED, 2048, 1, 0, 1), (PACKED, 2048, 2, 0, 1), (PACKED, 2048, 1, 1, 1)]
     for per_message, batch, ranks, threads, k in runs:
-        topic, count = fresh_topic(per_message)
         name = f"hvd-online x{ranks}, {per_message}/msg, batch {batch}"
         name += ", 1 thread" if threads else ""
         name += f", sync_every {k}" if k > 1 else ""
@@ -90,7 +90,8 @@ def throughput_cases(url: str, work: Path, samples: int, repeats: int,
                                   work / f"{topic}-x{ranks}-b{batch}-t{threads}-k{k}-{i}",
                                   ("--set", f"train.threads={threads}",
                                    "--set", f"train.sync_every={k}"))
-            for i in range(repeats)])
+            for i, (topic, count) in enumerate(fresh_topic(per_message)
+                                               for _ in range(repeats))])
         print(f"  {name}: {results[name]['samples_per_s']:,.0f} samples/s", flush=True)
     loop_samples = min(3000, samples)
     topic, _ = fresh_topic(1)
