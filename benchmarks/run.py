@@ -60,8 +60,8 @@ def throughput_cases(url: str, work: Path, samples: int, repeats: int,
     def fresh_topic(per_message: int) -> tuple[str, int]:
         """A topic of its own for each repeat of each case: subscriptions of earlier runs
         piled up on a shared topic and stalled pulsar-lite's dispatch (a case at 187k that ran
-        at 392-561k alone; with a topic per case, repeats after the first still stalled: x2
-        at batch 2048 gave 113k, 116k and 542k)."""
+        at 392-561k alone). Stalls still happen on fresh topics (the table's resubscriptions
+        say where)."""
         nonlocal cases
         cases += 1
         stream, count = streams[per_message]
