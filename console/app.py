@@ -54,13 +54,9 @@ class Console:
             self.socketio.sleep(self.emit_interval_s)
 
 
-def create_app(state: ConsoleState, predictor: Predictor | None,
-               request_control: Callable[[str], None], token: str,
-               model_name: str = "model", emit_interval_s: float = 0.2) -> Console:
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=[])
-    app.wsgi_app = JsonEngineErrors(app.wsgi_app)  # type: ignore[method-assign]
+def json_errors(app: Flask) -> None:
+    """Every error a JSON object, as every answer is: 4xx for the client's mistakes, 500
+    only for a bug (logged)."""
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> tuple[Response, int]:
@@ -69,8 +65,19 @@ def create_app(state: ConsoleState, predictor: Predictor | None,
     @app.errorhandler(Exception)
     def server_error(err: Exception) -> tuple[Response, int]:
         # a bug, never bad input (that is a 4xx above): logged, and still JSON for clients
-        app.logger.exception("console request failed")
+        app.logger.exception("request failed")
         return jsonify(error=f"internal error: {type(err).__name__}"), 500
+
+
+def create_app(state: ConsoleState, predictor: Predictor | None,
+               request_control: Callable[[str], None], token: str,
+               model_name: str = "model", emit_interval_s: float = 0.2) -> Console:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    socketio = SocketIO(app, async_mode="threading", cors_allowed_origins=[])
+    app.wsgi_app = JsonEngineErrors(app.wsgi_app)  # type: ignore[method-assign]
+
+    json_errors(app)
 
     app.register_blueprint(dashboard_blueprint(state, model_name))
     app.register_blueprint(control_blueprint(state, request_control, token))

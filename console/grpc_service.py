@@ -51,9 +51,11 @@ class _Refused(Exception):
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, predictor: Predictor, model_name: str,
-                 record_latency: Callable[[float], None]) -> None:
+                 record_latency: Callable[[float], None],
+                 describe: Callable[[], dict[str, Any]] | None = None) -> None:
         self.predictor, self.model_name = predictor, model_name
         self.record_latency = record_latency
+        self.describe = describe
 
     def _check_spec(self, spec: Any) -> None:
         if spec.name != self.model_name:
@@ -79,6 +81,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         reply.model_spec.version.value = version
         reply.model_spec.signature_name = SIGNATURE
         reply.outputs[OUTPUT].CopyFrom(tf.make_tensor_proto(out))
+        if self.describe is not None:
+            facts = self.describe()
+            context.set_trailing_metadata(tuple(
+                (f"x-model-{key.replace('_', '-')}", str(facts[key]))
+                for key in ("step", "age_s", "created_ms") if key in facts))
         self.record_latency(time.perf_counter() - started)
         return reply
 
@@ -91,10 +98,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                            f"{sorted(request.inputs)[:5]}")
         if request.output_filter and set(request.output_filter) != {OUTPUT}:
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"the only output is {OUTPUT!r}")
+        tensor = request.inputs[field]
+        wanted = self.predictor.schema.dtype[field].base
+        if tensor.dtype != tf.as_dtype(wanted).as_datatype_enum:
+            # TF-Serving's rule: no casts, a float64 or an int32 for a float32 input is
+            # refused (a cast could lose what the client meant, silently)
+            given = tf.dtypes.DType(tensor.dtype).name if tensor.dtype in _DTYPES else str(
+                tensor.dtype)
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"input {field!r} must be {tf.as_dtype(wanted).name}, got {given}")
         try:
             limit = self.predictor.max_batch * int(np.prod(self.predictor.schema.feature_shape))
             return self.predictor.predict_array(
-                self.predictor.checked(_ndarray(request.inputs[field], limit)))
+                self.predictor.checked(_ndarray(tensor, limit)))
         except BadInput as err:
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
         except NotReady as err:
@@ -175,6 +191,13 @@ def _handlers(service: str, methods: dict[str, tuple[Callable[..., Any], Any]]) 
         for name, (method, message) in methods.items()})
 
 
+#: the DataType enum values tf.dtypes.DType can name
+_DTYPES = frozenset(t.as_datatype_enum for t in (
+    tf.float16, tf.float32, tf.float64, tf.bfloat16, tf.int8, tf.int16, tf.int32, tf.int64,
+    tf.uint8, tf.uint16, tf.uint32, tf.uint64, tf.bool, tf.string, tf.complex64,
+    tf.complex128))
+
+
 def _ndarray(tensor: Any, max_values: int) -> np.ndarray:
     """A TensorProto as numpy; a malformed one is the client's error, not ours. Its shape is
     checked first: a few bytes may declare billions of values (filled from one)."""
@@ -197,11 +220,14 @@ class GrpcServer:
     """The gRPC server of the console process: its own thread pool, the REST limits."""
 
     def __init__(self, predictor: Predictor, model_name: str, host: str, port: int,
-                 record_latency: Callable[[float], None], workers: int = 8) -> None:
+                 record_latency: Callable[[float], None], workers: int = 8,
+                 describe: Callable[[], dict[str, Any]] | None = None) -> None:
+        """`describe`: what a replica says of the version it serves (its step and age),
+        sent with every Predict answer as trailing metadata `x-model-<key>`."""
         self._server = grpc.server(futures.ThreadPoolExecutor(workers, "console-grpc"),
                                    options=[("grpc.max_receive_message_length",
                                              MAX_MESSAGE_BYTES)])
-        predictions = PredictionService(predictor, model_name, record_latency)
+        predictions = PredictionService(predictor, model_name, record_latency, describe)
         models = ModelService(predictor, model_name)
         # the generated add_*_to_server would answer bytes that are no message with INTERNAL
         # (its parse fails before any servicer runs): these parse to NOT_A_MESSAGE, refused

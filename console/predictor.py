@@ -50,6 +50,18 @@ class Predictor:
         """Training thread: hand over a snapshot (cheap: swaps a reference)."""
         self._pending = (step, weights)
 
+    def load(self) -> None:
+        """Load the newest published weights now, not at the next predict (a replica does,
+        so that what it reports as served is what the next answer uses)."""
+        with self._lock:
+            self._load_pending()
+
+    def _load_pending(self) -> None:
+        pending = self._pending
+        if pending is not None and pending[0] != self.version:
+            self._model.set_weights(pending[1])
+            self.version = pending[0]
+
     @property
     def latest_version(self) -> int:
         """The step of the weights the next predict answers with (they are loaded lazily, at
@@ -128,9 +140,7 @@ class Predictor:
             if pending is None and not self.version:
                 msg = "the model has no weights yet: retry once training has started"
                 raise NotReady(msg)
-            if pending is not None and pending[0] != self.version:
-                self._model.set_weights(pending[1])
-                self.version = pending[0]
+            self._load_pending()
             out = self._forward(x)
         return self.version, np.asarray(out)
 

@@ -14,12 +14,11 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request, send_file
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from console.metrics import RunMetrics
 from console.predictor import BadInput, NotReady, Predictor
 from console.state import ConsoleState
 
@@ -155,7 +154,11 @@ def models_blueprint(predictor: Predictor | None, model_name: str,
     return bp
 
 
-def metrics_blueprint(metrics: RunMetrics) -> Blueprint:
+class Renders(Protocol):
+    def render(self) -> bytes: ...
+
+
+def metrics_blueprint(metrics: Renders) -> Blueprint:
     bp = Blueprint("metrics", __name__)
 
     @bp.get("/metrics")

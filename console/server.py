@@ -103,20 +103,31 @@ class JsonErrors(WSGIRequestHandler):
         return environ
 
 
-class ConsoleServer:
-    def __init__(self, console: Console, host: str, port: int) -> None:
-        self.console = console
-        self._server = make_server(host, port, console.app, threaded=True,
-                                   request_handler=JsonErrors)
+class HttpServer:
+    """An app on Werkzeug's threaded server in a daemon thread, with the JSON protocol
+    errors and chunked bodies above: the console's, and a serving replica's."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        self._server = make_server(host, port, app, threaded=True, request_handler=JsonErrors)
         # bound to every address: name this host, so the printed URL works from elsewhere
         shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
-        self.url = f"http://{shown}:{self._server.server_port}/"
-        threading.Thread(target=self._server.serve_forever, name="console-http",
+        self.port = self._server.server_port
+        self.url = f"http://{shown}:{self.port}/"
+        threading.Thread(target=self._server.serve_forever, name="http",
                          daemon=True).start()
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+
+
+class ConsoleServer(HttpServer):
+    def __init__(self, console: Console, host: str, port: int) -> None:
+        super().__init__(console.app, host, port)
+        self.console = console
         console.socketio.start_background_task(console.emitter)
 
     def finish(self, linger_s: float = 1.0) -> None:
         """Send what is left (e.g. 'stopped') to open pages, then stop serving."""
         self.console.emit_pending()
         time.sleep(linger_s)
-        self._server.shutdown()
+        self.shutdown()

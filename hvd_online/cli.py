@@ -4,6 +4,7 @@
     hvd-online run CONFIG --hosts a:1,b:1 --url pulsar://host:6650   across hosts, healing
     horovodrun -np N -H ... hvd-online train CONFIG --url pulsar://host:6650
     hvd-online produce CONFIG --url pulsar://host:6650 [--count N] [--rate R]
+    hvd-online serve CONFIG --url pulsar://host:6650   a serving replica, apart from the job
     hvd-online export CONFIG --out model.keras [--checkpoint DIR]
     hvd-online check CONFIG            the whole config, template and schemas; no broker
     hvd-online broker --data-dir DIR [--port P]
@@ -53,6 +54,8 @@ _FLAG_KEYS = {
     "lr": "train.learning_rate", "max_samples": "train.max_samples",
     "max_steps": "train.max_steps", "idle_timeout": "train.idle_timeout_s",
     "console_host": "console.host", "console_port": "console.port",
+    "rest_port": "serving.rest_port", "grpc_port": "serving.grpc_port",
+    "serving_host": "serving.host", "replicas": "serving.replicas",
 }
 
 
@@ -125,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ssh-identity-file", help="horovodrun --ssh-identity-file")
     run.add_argument("--ssh-port", type=int, default=22, help="hosts' ssh port (default 22)")
 
+    run.add_argument("--replicas", type=int, help="serving replicas to start beside the "
+                     "job (serving.replicas, default 1; 0: none)")
+
+    serve = sub.add_parser("serve", help="a serving replica: TF-Serving's REST and gRPC "
+                           "APIs on the newest model version, apart from the training job")
+    _config_args(serve)
+    serve.add_argument("--index", type=int, default=0, help="this replica's number: its "
+                       "ports are serving.rest_port/grpc_port + index (default 0)")
+    serve.add_argument("--serving-host", help="serving.host (default 127.0.0.1)")
+    serve.add_argument("--rest-port", type=int, help="serving.rest_port (0: a free one)")
+    serve.add_argument("--grpc-port", type=int, help="serving.grpc_port (0: a free one)")
+
     produce = sub.add_parser("produce", help="publish the config's [produce] generator")
     _config_args(produce)
     produce.add_argument("--count", type=int, help="records to send (produce.count)")
@@ -185,6 +200,15 @@ def _run(args: argparse.Namespace) -> int:
                        produce=not args.no_produce)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from hvd_online.commands.check import check_training_config
+    from hvd_online.commands.serve import serve_command
+
+    config = load_with_flags(args)
+    check_training_config(config)  # the same template and schemas the trainer builds
+    return serve_command(config, args.index)
+
+
 def _produce(args: argparse.Namespace) -> int:
     from hvd_online.commands.produce import produce
 
@@ -224,7 +248,8 @@ def _broker(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"check": _check, "train": _train, "run": _run, "produce": _produce,
+COMMANDS = {"check": _check, "train": _train, "run": _run, "serve": _serve,
+            "produce": _produce,
             "export": _export, "broker": _broker}
 
 

@@ -1,9 +1,13 @@
 """`hvd-online run`: everything with one command.
 
-Starts the embedded broker (unless a URL is configured), publishes the config's [produce]
-stream concurrently, and runs `horovodrun` training against it - on this machine
-(`-np N`), or across `--hosts`, relaunched by the supervisor when a rank or a host is lost
-(hvd_online/commands/supervisor.py); stops the broker at the end. Exit status is training's.
+Starts the embedded broker (unless a URL is configured), `serving.replicas` serving replicas
+(`hvd-online serve`, apart from the job: they answer predict through every training fault),
+publishes the config's [produce] stream concurrently, and runs `horovodrun` training against
+it - on this machine (`-np N`), or across `--hosts`, relaunched by the supervisor when a rank
+or a host is lost (hvd_online/commands/supervisor.py). The broker and the replicas are
+restarted when they die, a producer's error stops the run at once
+(hvd_online/commands/services.py). When training ends (or kill -15 on this command), all of
+them are stopped. Exit status is training's (1 if the producer failed).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import psutil
 
+from hvd_online.commands.services import Child, Services
 from hvd_online.commands.supervisor import HostSlots, Supervisor
 from hvd_online.config import Config
 from hvd_online.inputs.open import embedded_broker
@@ -80,17 +85,18 @@ def run_command(config_path: str, overrides: list[str], config: Config, plan: Ra
                 produce: bool = True) -> int:
     with ExitStack() as stack:
         url = config.stream.url
+        broker = None
         if not url:
             broker = embedded_broker(config)
             stack.enter_context(broker)
             url = broker.url
             log.info("embedded pulsar-lite broker at %s", url)
         common = [config_path, *[a for o in overrides for a in ("--set", o)], "--url", url]
-        producer = None
-        if produce and config.produce.generator:
-            producer = subprocess.Popen([sys.executable, "-m", "hvd_online.cli", "produce",
-                                         *common], preexec_fn=die_with_parent())
-            stack.callback(_stop, producer)
+        cli = [sys.executable, "-m", "hvd_online.cli"]
+        replicas = [Child(f"serving replica {i}", [*cli, "serve", *common, "--index", str(i)])
+                    for i in range(config.serving.replicas if config.serving.updates else 0)]
+        producer = (Child("producer", [*cli, "produce", *common])
+                    if produce and config.produce.generator else None)
         launches: list[subprocess.Popen[bytes]] = []
 
         layout = RunLayout.of(config)
@@ -114,15 +120,16 @@ def run_command(config_path: str, overrides: list[str], config: Config, plan: Ra
 
         supervisor = Supervisor(plan.hosts, launch, plan.max_restarts, plan.ssh_port,
                                 config_error=config_error)
-        stack.callback(_stop_all, launches)
-        # kill -15 on this command reaches the ranks (they checkpoint, then exit 0); the
-        # broker is stopped on the way out
+        services = Services(broker, replicas, producer,
+                            on_producer_failed=lambda *_: supervisor.stop())
+        stack.callback(_stop_all, launches)  # after the services: the stack runs backwards
+        stack.callback(services.stop)
+        services.start()
+        # kill -15 on this command reaches the ranks (they checkpoint, then exit 0); then
+        # the producer, the replicas and the broker are stopped on the way out
         signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
         code = supervisor.run()
-        if producer is not None and producer.poll() is None and code == 0:
-            producer.wait()
-        if producer is not None and producer.returncode not in (0, None):
-            log.error("producer exited with %s", producer.returncode)
+        if services.producer_failed is not None:
             code = code or 1
         log.info("training exited with %d", code)
         return code

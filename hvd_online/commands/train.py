@@ -54,7 +54,7 @@ def load_step_hooks(config: Config, world: World, template: ModelTemplate) -> li
 def report_consumers(config: Config, world: World, layout: RunLayout, template: ModelTemplate,
                      controls: Controls, trainer: OnlineTrainer) -> Iterator[list[ReportConsumer]]:
     """Who reads the step reports: on rank 0 the printer, the metrics log, TensorBoard, the
-    serving exporter and the console."""
+    serving exporter, the model-updates publisher and the console."""
     if not world.is_chief:
         yield []
         return
@@ -68,6 +68,12 @@ def report_consumers(config: Config, world: World, layout: RunLayout, template: 
         exporter = serving_exporter(config, layout, template, trainer)
         stack.callback(exporter.close)
         consumers.append(exporter)
+        if config.serving.updates and config.stream.url:  # unit tests run without a broker
+            from hvd_online.observers.model_updates import ModelUpdates
+
+            updates = ModelUpdates(config, trainer.model.get_weights)
+            stack.callback(updates.close)
+            consumers.append(updates)
         if config.console.enabled:
             from hvd_online.observers.console_link import start_console
 

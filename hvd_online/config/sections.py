@@ -103,16 +103,38 @@ class ConsoleConfig:
     token: str = ""
     #: name in the predict route: POST /v1/models/NAME:predict
     model_name: str = "model"
+    #: keep a second console process loaded and waiting, which takes over within a second
+    #: if the console dies (~400 MB more on rank 0's host); false: a new one is started,
+    #: which takes as long as a first start (TensorFlow's import, the model's build)
+    standby: bool = True
 
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """TF-Serving versions: RUN_DIR/serving/<console.model_name>/<step>/ (a SavedModel)."""
+    """TF-Serving versions: RUN_DIR/serving/<console.model_name>/<step>/ (a SavedModel);
+    the model-updates topic; the serving replicas of `hvd-online run`."""
 
     #: write a version every this many seconds (and at every checkpoint); 0 = never
     export_every_s: float = bounded(60.0, ge=0)
     #: how many versions to keep on disk
     keep: int = bounded(5, ge=1)
+    #: publish every new model version to the model-updates topic, which serving replicas
+    #: (`hvd-online serve`) follow: TOPIC-model-updates (TOPIC: join.events_topic, else
+    #: stream.topic)
+    updates: bool = True
+    #: a new version at most every this many seconds (and at every checkpoint and the end)
+    updates_every_s: float = bounded(0.2, gt=0)
+    #: a full version every this many versions, deltas (changed rows) between; a replica
+    #: starting late begins at the newest full one
+    snapshot_every: int = bounded(20, ge=1)
+    #: serving replicas `hvd-online run` starts and keeps running beside the job (0: none)
+    replicas: int = bounded(1, ge=0)
+    #: where a replica listens: 127.0.0.1 by default (set 0.0.0.0 to open it)
+    host: str = "127.0.0.1"
+    #: a replica's TF-Serving REST port (replica i listens on rest_port + i); 0 picks one
+    rest_port: int = bounded(8501, ge=0, le=PORT_MAX)
+    #: a replica's TF-Serving gRPC port (replica i: grpc_port + i); 0 picks one
+    grpc_port: int = bounded(8502, ge=0, le=PORT_MAX)
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,22 @@ The link runs on the training thread and never blocks it: reports go into a boun
 (dropped, and counted, when the console process falls behind), weights into shared memory
 (copied at most every `publish_every_s`, and at checkpoints and the end), and save/stop
 requests come back through a queue polled at every report.
+
+A second console process stands by, loaded (`console.standby`): when the serving one dies,
+the link notices within CHECK_EVERY_S of a report, tells the standby to take the same ports
+(it reads the run's history back from the metrics log), and starts a new standby.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import queue
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from typing import Any
 
@@ -31,51 +37,125 @@ from hvd_online.training.reports import StepReport
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0
+#: how often the training thread looks whether the console process still lives
+CHECK_EVERY_S = 0.2
+
+
+@dataclass
+class ConsoleProcess:
+    """One console process and its pipes: the serving one, or the standby."""
+
+    process: multiprocessing.process.BaseProcess
+    reports: Queue[Any]
+    requests: Queue[Any]
+    ready: Any
+    go: Any
+
+    @classmethod
+    def spawn(cls, spec: ConsoleSpec, standby: bool) -> ConsoleProcess:
+        context = multiprocessing.get_context("spawn")  # never fork TensorFlow and Horovod
+        reports: Queue[Any] = context.Queue(maxsize=2000)
+        requests: Queue[Any] = context.Queue()
+        ready, ready_child = context.Pipe(duplex=False)
+        go_child, go = context.Pipe(duplex=False) if standby else (None, None)
+        process = context.Process(target=serve, args=(spec, reports, requests, ready_child,
+                                                      go_child),
+                                  name="hvd-online-console", daemon=True)
+        process.start()
+        return cls(process, reports, requests, ready, go)
+
+    def wait_ready(self, timeout_s: float) -> Any:
+        """What the process sends once it serves (or, a standby, once it is loaded)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready.poll(0.2):
+            if not self.process.is_alive() or time.monotonic() > deadline:
+                self.end()
+                msg = (f"the console process exited with code {self.process.exitcode} (its "
+                       "error is above)" if self.process.exitcode is not None else
+                       f"the console process did not start within {timeout_s:.0f} s")
+                raise HvdOnlineError(msg)
+        return self.ready.recv()
+
+    def end(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(timeout=10)
+        self.reports.cancel_join_thread()  # never wait for a feeder no one reads
 
 
 class ConsoleLink:
-    def __init__(self, process: multiprocessing.process.BaseProcess, reports: Queue[Any],
-                 requests: Queue[Any], weights: SharedWeights, controls: Controls,
+    """The training side of the console. If the console process dies (kill -9, a crash),
+    its standby takes over at the next report, and a new standby is started."""
+
+    def __init__(self, spec: ConsoleSpec, active: ConsoleProcess,
+                 weights: SharedWeights, controls: Controls,
                  model_weights: Callable[[], list[np.ndarray]], url: str,
+                 layout: RunLayout | None = None, standby: bool = True,
                  publish_every_s: float = 0.25) -> None:
-        self.process = process
-        self._reports = reports
-        self._requests = requests
+        self.spec = spec
+        self.active = active
+        self.standby = ConsoleProcess.spawn(spec, standby=True) if standby else None
         self._weights = weights
         self._controls = controls
         self._model_weights = model_weights
         self.url = url
+        self.layout = layout
         self.publish_every_s = publish_every_s
         self._published = 0.0
+        self._checked = 0.0
         self.dropped = 0
+        self.takeovers = 0
 
     def __call__(self, report: StepReport) -> None:
+        now = time.monotonic()
+        if now - self._checked >= CHECK_EVERY_S:
+            self._checked = now
+            self._check_alive()
         try:
-            self._reports.put_nowait(report.as_json())
+            self.active.reports.put_nowait(report.as_json())
         except queue.Full:
             self.dropped += 1
-        now = time.monotonic()
         if report.applied and (now - self._published >= self.publish_every_s
                                or report.stopped or report.checkpoint):
             self._published = now
             self._weights.publish(report.step, self._model_weights())
         while True:
             try:
-                self._controls.request(self._requests.get_nowait())
-            except queue.Empty:
+                self._controls.request(self.active.requests.get_nowait())
+            except (queue.Empty, OSError, EOFError):
                 break
 
+    def _check_alive(self) -> None:
+        """Never blocks the training thread: a standby that is not loaded yet is left to
+        load, and the next check tries again."""
+        if self.active.process.is_alive():
+            return
+        standby = self.standby
+        if standby is None or not standby.process.is_alive():
+            log.error("console: its process exited with code %s and no standby is loaded: "
+                      "starting a new one", self.active.process.exitcode)
+            self.standby = ConsoleProcess.spawn(self.spec, standby=True)
+            return
+        if not standby.ready.poll(0):
+            return  # still loading
+        standby.ready.recv()  # "loaded"
+        log.warning("console: its process exited with code %s; the standby takes over",
+                    self.active.process.exitcode)
+        self.active.end()
+        standby.go.send("go")
+        self.active, self.takeovers = standby, self.takeovers + 1
+        self.standby = ConsoleProcess.spawn(self.spec, standby=True)
+
     def close(self) -> None:
+        if self.standby is not None:
+            self.standby.end()  # it serves nothing: no page to tell
         try:
-            self._reports.put(None, timeout=5)
-        except queue.Full:  # the console process is gone or stuck: it is terminated below
+            self.active.reports.put(None, timeout=5)  # 'stopped' reaches open pages first
+        except (queue.Full, OSError, ValueError):  # gone or stuck: terminated below
             pass
-        # never wait at exit for the queue's feeder to hand over reports no one reads
-        self._reports.cancel_join_thread()
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join()
+        self.active.reports.cancel_join_thread()
+        self.active.process.join(timeout=10)
+        self.active.end()
         self._weights.close()
         if self.dropped:
             log.info("console: %d step reports dropped (its process fell behind)", self.dropped)
@@ -83,14 +163,10 @@ class ConsoleLink:
 
 def start_console(config: Config, layout: RunLayout, controls: Controls,
                   model_weights: Callable[[], list[np.ndarray]]) -> ConsoleLink:
-    """Rank 0 only: start the console process and wait until it listens."""
+    """Rank 0 only: start the console process, wait until it listens, start its standby."""
     token = config.console.token or secrets.token_urlsafe(16)
     first = model_weights()
     weights = SharedWeights.create([(w.shape, w.dtype.name) for w in first])
-    context = multiprocessing.get_context("spawn")  # never fork TensorFlow and Horovod
-    reports: Queue[Any] = context.Queue(maxsize=2000)
-    requests: Queue[Any] = context.Queue()
-    ready, ready_child = context.Pipe(duplex=False)
     spec = ConsoleSpec(
         template=config.model.template, params=dict(config.model.params),
         pretrained=config.model.pretrained, run_config=config_as_dict(config),
@@ -99,23 +175,22 @@ def start_console(config: Config, layout: RunLayout, controls: Controls,
         weights_name=weights.name,
         weights_layout=weights.layout, metrics_log=str(layout.metrics),
         serving_dir=str(layout.serving(config.console.model_name)))
-    process = context.Process(target=serve, args=(spec, reports, requests, ready_child),
-                              name="hvd-online-console", daemon=True)
-    process.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not ready.poll(0.2):
-        if not process.is_alive() or time.monotonic() > deadline:
-            process.terminate()
-            weights.close()
-            msg = (f"the console process exited with code {process.exitcode} (its error is "
-                   "above)" if process.exitcode is not None else
-                   f"the console process did not start within {START_TIMEOUT_S:.0f} s")
-            raise HvdOnlineError(msg)
-    url, grpc_address = ready.recv()
+    active = ConsoleProcess.spawn(spec, standby=False)
+    try:
+        url, grpc_address = active.wait_ready(START_TIMEOUT_S)
+    except HvdOnlineError:
+        weights.close()
+        raise
     log.info("console at %s  (token for save/stop: %s; open %s?token=%s); TF-Serving gRPC at "
              "%s", url, token, url, token, grpc_address)
     layout.root.mkdir(parents=True, exist_ok=True)
     if grpc_address:
         layout.console_grpc.write_text(f"{grpc_address}\n")
     layout.console_url.write_text(f"{url}\n")  # scripts and tests find the ports here
-    return ConsoleLink(process, reports, requests, weights, controls, model_weights, url)
+    if not config.console.port or (grpc_address and not config.console.grpc_port):
+        # a free port picked at start: the standby takes over the same ones
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        grpc_port = int(grpc_address.rsplit(":", 1)[1]) if grpc_address else 0
+        spec = dataclasses.replace(spec, port=port, grpc_port=grpc_port)
+    return ConsoleLink(spec, active, weights, controls, model_weights, url, layout,
+                       standby=config.console.standby)

@@ -48,8 +48,13 @@ class ConsoleSpec:
     serving_dir: str
 
 
-def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
-    """The console process's main: serve until a None report arrives or the parent dies."""
+def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any,
+          go: Any = None) -> None:
+    """The console process's main: serve until a None report arrives or the parent dies.
+
+    With `go` (a pipe), it is a standby: it imports and builds everything, says "loaded" on
+    `ready`, and binds its ports only once `go` says so (the console it stands by for died):
+    taking over then costs no interpreter start, no TensorFlow import and no model build."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         datefmt="%H:%M:%S")
     parent = os.getppid()
@@ -64,10 +69,19 @@ def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
     predictor = Predictor(build_model(template, spec.pretrained), template.schema)
     state = ConsoleState(spec.run_config, metrics_log=Path(spec.metrics_log),
                          serving_dir=Path(spec.serving_dir))
+    if go is not None:
+        ready.send("loaded")
+        while not go.poll(1.0):
+            if os.getppid() != parent:
+                os._exit(0)
+        go.recv()
+        # what the console before it showed, up to now (the metrics log is rank 0's record)
+        state = ConsoleState(spec.run_config, metrics_log=Path(spec.metrics_log),
+                             serving_dir=Path(spec.serving_dir))
     console = create_app(state, predictor, controls.put, spec.token,
                          model_name=spec.model_name)
-    server = ConsoleServer(console, spec.host, spec.port)
-    grpc_server = start_grpc(spec, predictor, console.record_latency)
+    server = bind(lambda: ConsoleServer(console, spec.host, spec.port))
+    grpc_server = bind(lambda: start_grpc(spec, predictor, console.record_latency))
     weights = SharedWeights.attach(spec.weights_name, spec.weights_layout)
     ready.send((server.url, grpc_server.address if grpc_server else ""))
 
@@ -96,6 +110,19 @@ def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any) -> None:
     server.finish()
     if grpc_server is not None:
         grpc_server.stop()
+
+
+def bind(start: Any, within_s: float = 5.0) -> Any:
+    """Start a server, retrying while its port is still held (by the console this one
+    replaces, whose sockets the kernel may not have released yet)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return start()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def start_grpc(spec: ConsoleSpec, predictor: Any, record_latency: Any) -> Any:

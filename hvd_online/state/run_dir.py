@@ -57,6 +57,11 @@ class RunLayout:
         """host:port of the console's gRPC API (TF-Serving's), written with `console_url`."""
         return self.root / "console-grpc.txt"
 
+    def replica(self, index: int) -> Path:
+        """Serving replica `index`'s addresses (JSON: rest, grpc, pid), written once it
+        listens."""
+        return self.root / "replicas" / f"replica-{index}.json"
+
     def summary(self, rank: int) -> Path:
         """One rank's machine-readable result, written when it ends."""
         return self.root / f"summary-rank-{rank}.json"

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.availability import wait_until
 from hvd_online.commands.produce import produce
 from hvd_online.commands.run import horovodrun_command
 from hvd_online.config import load_config
@@ -226,15 +227,4 @@ def ledger_size(directory: Path) -> int:
     return sum(len(f.read_text().splitlines()) for f in directory.glob("rank-*.ids"))
 
 
-def wait_until(predicate, timeout: float, what):
-    """`what`: a description, or a function giving one (called once, on the timeout)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for "
-                         f"{what() if callable(what) else what}")
+__all__ = ["wait_until"]  # the tests import it from here too
