@@ -6,7 +6,8 @@ The link runs on the training thread and never blocks it: reports go into a boun
 (copied at most every `publish_every_s`, and at checkpoints and the end), and save/stop
 requests come back through a queue polled at every report.
 
-A second console process stands by, loaded (`console.standby`): when the serving one dies,
+Training never waits for the console process: it starts while the first steps run. A
+second console process stands by, loaded (`console.standby`): when the serving one dies,
 the link notices within CHECK_EVERY_S of a report, tells the standby to take the same ports
 (it reads the run's history back from the metrics log), and starts a new standby.
 """
@@ -84,21 +85,24 @@ class ConsoleProcess:
 
 
 class ConsoleLink:
-    """The training side of the console. If the console process dies (kill -9, a crash),
+    """The training side of the console. Nothing here waits for the console process: it
+    starts (TensorFlow's import, the model's build: ~10 s measured beside a relaunch) while
+    training steps, and reports wait in its queue meanwhile. If it dies (kill -9, a crash),
     its standby takes over at the next report, and a new standby is started."""
 
-    def __init__(self, spec: ConsoleSpec, active: ConsoleProcess,
-                 weights: SharedWeights, controls: Controls,
-                 model_weights: Callable[[], list[np.ndarray]], url: str,
-                 layout: RunLayout | None = None, standby: bool = True,
+    def __init__(self, spec: ConsoleSpec, active: ConsoleProcess, weights: SharedWeights,
+                 controls: Controls, model_weights: Callable[[], list[np.ndarray]],
+                 layout: RunLayout, standby: bool = True,
                  publish_every_s: float = 0.25) -> None:
         self.spec = spec
         self.active = active
-        self.standby = ConsoleProcess.spawn(spec, standby=True) if standby else None
+        self.standby: ConsoleProcess | None = None
+        self._want_standby = standby
         self._weights = weights
         self._controls = controls
         self._model_weights = model_weights
-        self.url = url
+        #: the console's address, once it serves (None before)
+        self.url: str | None = None
         self.layout = layout
         self.publish_every_s = publish_every_s
         self._published = 0.0
@@ -110,7 +114,10 @@ class ConsoleLink:
         now = time.monotonic()
         if now - self._checked >= CHECK_EVERY_S:
             self._checked = now
-            self._check_alive()
+            if self.url is None:
+                self._check_started()
+            else:
+                self._check_alive()
         try:
             self.active.reports.put_nowait(report.as_json())
         except queue.Full:
@@ -124,6 +131,42 @@ class ConsoleLink:
                 self._controls.request(self.active.requests.get_nowait())
             except (queue.Empty, OSError, EOFError):
                 break
+
+    def _check_started(self) -> None:
+        """The first console of this launch: once it listens, say where, and start its
+        standby (not sooner: both loading at once would slow the first steps more)."""
+        if not self.active.ready.poll(0):
+            if not self.active.process.is_alive():
+                raise HvdOnlineError(f"the console process exited with code "
+                                     f"{self.active.process.exitcode} at start (its error is "
+                                     "above)")
+            return
+        self._started(*self.active.ready.recv())
+
+    def wait_until_serving(self, timeout_s: float = START_TIMEOUT_S) -> str:
+        """Block until the first console listens (for scripts and tests; training never
+        waits)."""
+        if self.url is None:
+            self._started(*self.active.wait_ready(timeout_s))
+        assert self.url is not None
+        return self.url
+
+    def _started(self, url: str, grpc_address: str) -> None:
+        spec, layout = self.spec, self.layout
+        log.info("console at %s  (token for save/stop: %s; open %s?token=%s); TF-Serving gRPC "
+                 "at %s", url, spec.token, url, spec.token, grpc_address)
+        layout.root.mkdir(parents=True, exist_ok=True)
+        if grpc_address:
+            layout.console_grpc.write_text(f"{grpc_address}\n")
+        layout.console_url.write_text(f"{url}\n")  # scripts and tests find the ports here
+        if not spec.port or (grpc_address and not spec.grpc_port):
+            # a free port picked at start: the standby takes over the same ones
+            port = int(url.rstrip("/").rsplit(":", 1)[1])
+            grpc_port = int(grpc_address.rsplit(":", 1)[1]) if grpc_address else 0
+            self.spec = dataclasses.replace(spec, port=port, grpc_port=grpc_port)
+        self.url = url
+        if self._want_standby:
+            self.standby = ConsoleProcess.spawn(self.spec, standby=True)
 
     def _check_alive(self) -> None:
         """Never blocks the training thread: a standby that is not loaded yet is left to
@@ -163,7 +206,7 @@ class ConsoleLink:
 
 def start_console(config: Config, layout: RunLayout, controls: Controls,
                   model_weights: Callable[[], list[np.ndarray]]) -> ConsoleLink:
-    """Rank 0 only: start the console process, wait until it listens, start its standby."""
+    """Rank 0 only: start the console process (its standby once it serves); no waiting."""
     token = config.console.token or secrets.token_urlsafe(16)
     first = model_weights()
     weights = SharedWeights.create([(w.shape, w.dtype.name) for w in first])
@@ -176,21 +219,5 @@ def start_console(config: Config, layout: RunLayout, controls: Controls,
         weights_layout=weights.layout, metrics_log=str(layout.metrics),
         serving_dir=str(layout.serving(config.console.model_name)))
     active = ConsoleProcess.spawn(spec, standby=False)
-    try:
-        url, grpc_address = active.wait_ready(START_TIMEOUT_S)
-    except HvdOnlineError:
-        weights.close()
-        raise
-    log.info("console at %s  (token for save/stop: %s; open %s?token=%s); TF-Serving gRPC at "
-             "%s", url, token, url, token, grpc_address)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    if grpc_address:
-        layout.console_grpc.write_text(f"{grpc_address}\n")
-    layout.console_url.write_text(f"{url}\n")  # scripts and tests find the ports here
-    if not config.console.port or (grpc_address and not config.console.grpc_port):
-        # a free port picked at start: the standby takes over the same ones
-        port = int(url.rstrip("/").rsplit(":", 1)[1])
-        grpc_port = int(grpc_address.rsplit(":", 1)[1]) if grpc_address else 0
-        spec = dataclasses.replace(spec, port=port, grpc_port=grpc_port)
-    return ConsoleLink(spec, active, weights, controls, model_weights, url, layout,
+    return ConsoleLink(spec, active, weights, controls, model_weights, layout,
                        standby=config.console.standby)

@@ -34,6 +34,7 @@ def link(tmp_path):
     model = build_model(template, "")
     controls = Controls()
     started = start_console(config, RunLayout(tmp_path), controls, model.get_weights)
+    started.wait_until_serving()
     yield started, controls, model
     started.close()
 
@@ -102,6 +103,7 @@ def test_a_dead_console_process_never_blocks_training(tmp_path):
     template = load_template(config.model.template, config.model.params)
     console = start_console(config, RunLayout(tmp_path), Controls(),
                             build_model(template, "").get_weights)
+    console.wait_until_serving()
     assert console.standby is None
     console.active.process.kill()
     console.active.process.join()
