@@ -180,23 +180,35 @@ class ConsoleState:
 
     def _read_back(self, path: Path) -> None:
         """The history of earlier launches of this run, from the end of its metrics log."""
+        self._log_path, self._log_offset = path, 0
         if not path.exists():
             return
+        size = path.stat().st_size
+        self._log_offset = max(0, size - HISTORY_TAIL_BYTES)
+        self.catch_up(skip_first=size > HISTORY_TAIL_BYTES)  # the first line is cut there
+        if self.latest is not None:
+            self.status = "starting"  # until this launch reports
+
+    def catch_up(self, skip_first: bool = False) -> None:
+        """Read what rank 0 logged since the last read: a standby console read the history
+        when it loaded, and reads only the rest when it takes over."""
+        path = getattr(self, "_log_path", None)
+        if path is None or not path.exists():
+            return
         with path.open("rb") as log:
-            size = log.seek(0, 2)
-            log.seek(max(0, size - HISTORY_TAIL_BYTES))
-            lines = log.read().split(b"\n")
-        if size > HISTORY_TAIL_BYTES:
-            lines = lines[1:]  # cut mid-line
-        for line in lines:
+            log.seek(self._log_offset)
+            data = log.read()
+        whole = data.rfind(b"\n") + 1  # a last line still being written waits
+        self._log_offset += whole
+        lines = data[:whole].split(b"\n")
+        for line in lines[1:] if skip_first else lines:
             try:
                 report = json.loads(line)
             except ValueError:  # the empty last line, or one cut by kill -9
                 continue
-            self._record(report)
-            self.latest = report
-        if self.latest is not None:
-            self.status = "starting"  # until this launch reports
+            with self._lock:
+                self._record(report)
+                self.latest = report
 
     def _serving_versions(self) -> list[str]:
         if self._serving_dir is None or not self._serving_dir.is_dir():

@@ -75,9 +75,9 @@ def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any,
             if os.getppid() != parent:
                 os._exit(0)
         go.recv()
-        # what the console before it showed, up to now (the metrics log is rank 0's record)
-        state = ConsoleState(spec.run_config, metrics_log=Path(spec.metrics_log),
-                             serving_dir=Path(spec.serving_dir))
+        # what the console before it showed, up to now (the metrics log is rank 0's record):
+        # the history was read at load, only what came since is read now
+        state.catch_up()
     console = create_app(state, predictor, controls.put, spec.token,
                          model_name=spec.model_name)
     server = bind(lambda: ConsoleServer(console, spec.host, spec.port))
