@@ -86,3 +86,15 @@ def test_a_replica_answers_through_every_training_fault(tmp_path):
             late.wait(30)
         job.kill()
         os.system(f"pkill -9 -f {run_dir} >/dev/null 2>&1")  # nothing of this test survives
+
+
+def test_a_producer_that_dies_stops_the_run_and_says_why(tmp_path):
+    run_dir = tmp_path / "run"
+    job = Job.start(mlp_config(run_dir), run_dir, "--set", "produce.params={bogus = 1}",
+                    "--set", "train.idle_timeout_s=0")  # without the report: waits forever
+    try:
+        code = job.process.wait(timeout=240)
+        assert code == 1, job.output[-3000:]
+        assert re.search(r"the producer exited with code 1: TypeError: .*'bogus'", job.output)
+    finally:
+        job.kill()

@@ -1,6 +1,8 @@
 """Word2Vec on real text: the skip-gram records are gensim's, and the scores are gensim's own
 evaluation's (the benchmark puts the two side by side, so both must be measured alike)."""
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -64,8 +66,10 @@ def test_scores_equal_gensims_own_evaluation():
     evaluate_word_analogies give."""
     gensim = pytest.importorskip("gensim")
     text = sentences(12000)
+    # gensim seeds each vector with hash(word), which PYTHONHASHSEED varies per process: a
+    # fixed hash makes the vectors, and so this test, the same in every run
     model = gensim.models.Word2Vec(text, vector_size=16, min_count=5, sg=1, epochs=1,
-                                   workers=1, seed=3)
+                                   workers=1, seed=3, hashfxn=lambda s: zlib.crc32(s.encode()))
     words = Vocabulary(text, 5).words
     assert sorted(words) == sorted(model.wv.index_to_key)
     vectors = np.stack([model.wv[w] for w in words])
@@ -73,7 +77,9 @@ def test_scores_equal_gensims_own_evaluation():
         ours = word_pairs(vectors, words, evaluation_file(name))
         pearson, theirs, oov_percent = model.wv.evaluate_word_pairs(evaluation_file(name))
         assert ours["pairs"] > 20
-        assert ours["spearman"] == pytest.approx(theirs.statistic, abs=1e-6)
+        # float32 similarities a few ulps apart can swap two near-equal ranks (seen: a
+        # difference of 6e-5 under some hash seeds); another method would differ by far more
+        assert ours["spearman"] == pytest.approx(theirs.statistic, abs=1e-3)
         assert 100 * ours["oov_share"] == pytest.approx(oov_percent)
     ours = analogies(vectors, words, evaluation_file("questions-words.txt"))
     theirs, sections = model.wv.evaluate_word_analogies(evaluation_file("questions-words.txt"))
