@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -253,6 +254,16 @@ class Job:
             except psutil.Error:
                 continue
         return None
+
+    def launches(self) -> int:
+        """Launches so far (the supervisor logs each)."""
+        return len(re.findall(r"supervisor launch \d+ on", self.output))
+
+    def standby_ready(self, np: int = 2) -> bool:
+        """The next launch's ranks are started and waiting (`run.standby`)."""
+        go = f"standby-{self.launches() + 1}.go"
+        return sum(go in line and "standby: waiting" in line
+                   for line in self.output.splitlines()) >= np
 
     def console_url(self) -> str:
         return self.layout.console_url.read_text().strip()

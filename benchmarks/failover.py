@@ -71,8 +71,6 @@ def training_back(job: Job, after_ms: int, timeout: float) -> float:
 
 #: a relaunch's stages, by the first log line of each after the fault (HH:MM:SS: whole s)
 STAGES = (("launcher saw the job fail", r"training failed \(exit code"),
-          ("new ranks' first line (process start, TensorFlow import)",
-           r"\[\d\]<stdout>:\d\d:\d\d:\d\d "),
           ("resume state read (Horovod ready)", r"resuming from step"),
           ("first step done (sources, restore, trace)", r"first step done"))
 
@@ -102,6 +100,8 @@ def first_version(job: Job) -> bool:
 
 def one_fault(job: Job, name: str, fault: Callable[[], None], probes: list[Probe],
               watch: ServingWatch, timeout: float) -> dict:
+    if "rank" in name:  # the designed path: the next launch stands by (run.standby)
+        wait_until(job.standby_ready, timeout, "the standby launch")
     start, start_ms = time.monotonic(), int(time.time() * 1000)
     fault()
     row: dict = {"fault": name}
@@ -113,6 +113,7 @@ def one_fault(job: Job, name: str, fault: Callable[[], None], probes: list[Probe
     row["training_outage_s"] = round(watch.longest_gap_s(start_ms), 2)
     if "rank" in name:
         row["stages_s"] = relaunch_stages(job.output, start_ms / 1000)
+        row["standby_took_over"] = "the standby launch takes over" in job.output[-20000:]
     end = time.monotonic()
     for probe in probes:
         row[f"{probe.name}_requests"] = len(probe.window(start, end))

@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from hvd_online.commands.services import Child, Services
-from hvd_online.commands.supervisor import HostSlots, Supervisor
+from hvd_online.commands.supervisor import STANDBY_ENV, HostSlots, Supervisor
 from hvd_online.config import Config
 from hvd_online.inputs.open import embedded_broker
 from hvd_online.state.run_dir import RunLayout
@@ -101,10 +101,14 @@ def run_command(config_path: str, overrides: list[str], config: Config, plan: Ra
 
         layout = RunLayout.of(config)
 
-        def launch(hosts: list[HostSlots], number: int) -> subprocess.Popen[bytes]:
-            layout.config_error.unlink(missing_ok=True)
+        def launch(hosts: list[HostSlots], number: int,
+                   go: Path | None = None) -> subprocess.Popen[bytes]:
+            if go is None:  # a standby's must not remove the running launch's
+                layout.config_error.unlink(missing_ok=True)
             num_proc = sum(h.slots for h in hosts)
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "HVD_ONLINE_LAUNCH": str(number)}
+            if go is not None:
+                env[STANDBY_ENV] = str(go)
             # its own process group, so a stuck launch can be killed whole; horovodrun's
             # middlemen end the ranks when horovodrun ends
             ranks = subprocess.Popen(
@@ -119,7 +123,12 @@ def run_command(config_path: str, overrides: list[str], config: Config, plan: Ra
             return path.read_text() if path.is_file() else None
 
         supervisor = Supervisor(plan.hosts, launch, plan.max_restarts, plan.ssh_port,
-                                config_error=config_error)
+                                config_error=config_error,
+                                # standby launches on this machine only so far: across
+                                # hosts they are not tested yet
+                                go_file=layout.standby_go if config.run.standby and all(
+                                    map(is_this_machine, plan.hosts)) else None,
+                                finished=lambda rank: layout.summary(rank).exists())
         services = Services(broker, replicas, producer,
                             on_producer_failed=lambda *_: supervisor.stop())
         stack.callback(_stop_all, launches)  # after the services: the stack runs backwards
@@ -127,7 +136,8 @@ def run_command(config_path: str, overrides: list[str], config: Config, plan: Ra
         services.start()
         # kill -15 on this command reaches the ranks (they checkpoint, then exit 0); then
         # the producer, the replicas and the broker are stopped on the way out
-        signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
+        for sig in (signal.SIGTERM, signal.SIGINT):  # kill -15, Ctrl-C
+            signal.signal(sig, lambda *_: supervisor.stop())
         code = supervisor.run()
         if services.producer_failed is not None:
             code = code or 1

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from hvd_online.commands.supervisor import STANDBY_ENV
 from hvd_online.config import Config
 from hvd_online.errors import ConfigError, TemplateError
 from hvd_online.inputs.open import RankInputs, open_inputs
@@ -159,7 +162,19 @@ def train_command(config: Config, template: ModelTemplate) -> int:
         raise
 
 
+def wait_for_go(go: Path, poll_s: float = 0.02) -> None:
+    """A standby launch's rank (hvd_online/commands/supervisor.py): everything is imported;
+    wait here, before Horovod starts, until the launch before it failed. The supervisor ends
+    a standby it does not need with kill -9 of its process group."""
+    log.info("standby: waiting for %s", go)
+    while not go.exists():
+        time.sleep(poll_s)
+
+
 def _train(config: Config, template: ModelTemplate, layout: RunLayout) -> int:
+    go = os.environ.get(STANDBY_ENV)
+    if go:
+        wait_for_go(Path(go))
     world = collectives.init_world(config.train.threads, config.train.pin_cores)
     controls = Controls()
     install_signal_handlers(controls)

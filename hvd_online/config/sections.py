@@ -88,6 +88,10 @@ class TrainConfig:
 class RunConfig:
     #: where checkpoints, logs and the embedded broker's data live
     dir: str = "runs/default"
+    #: `hvd-online run` on one machine: keep the next launch's ranks started (TensorFlow
+    #: imported) and waiting, so a failed launch is replaced without a cold start (ranks'
+    #: memory twice; not across --hosts yet)
+    standby: bool = True
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,10 @@ class RunLayout:
         listens."""
         return self.root / "replicas" / f"replica-{index}.json"
 
+    def standby_go(self, launch: int) -> Path:
+        """Created by the supervisor when standby launch `launch` is to start training."""
+        return self.root / f"standby-{launch}.go"
+
     def summary(self, rank: int) -> Path:
         """One rank's machine-readable result, written when it ends."""
         return self.root / f"summary-rank-{rank}.json"

@@ -1,9 +1,10 @@
 """Serving apart from the job: `hvd-online run` (real broker, horovodrun -np 2, the producer
 live and never paused) with its serving replica, a REST and a gRPC client calling predict the
 whole time. Through kill -9 of rank 1 and of rank 0 (each a supervisor relaunch from an older
-checkpoint), of the console process and of the embedded broker, the replica answers every
-request, and the versions it answers with never go back. A replica started mid-run begins
-at the newest version. kill -15 on `hvd-online run` stops everything it started."""
+checkpoint, the second by the standby launch), of the console process and of the embedded
+broker, the replica answers every request, and the versions it answers with never go back.
+A replica started mid-run begins at the newest version. kill -15 on `hvd-online run` stops
+everything it started."""
 
 import json
 import os
@@ -50,6 +51,8 @@ def test_a_replica_answers_through_every_training_fault(tmp_path):
         probes = [Probe.rest(replica["rest"], rate=20), Probe.grpc(replica["grpc"], rate=20)]
         breaks = faults(job)
         for name in ("kill -9 rank 1", "kill -9 console", "kill -9 broker", "kill -9 rank 0"):
+            if name == "kill -9 rank 0":  # the next launch's ranks wait, started
+                wait_until(job.standby_ready, 240, "the standby launch")
             before = job.serving()
             fault_ms = int(time.time() * 1000)
             breaks[name]()
@@ -71,6 +74,7 @@ def test_a_replica_answers_through_every_training_fault(tmp_path):
             assert len(probe.answers) > 100
             assert probe.versions_never_back()
         assert job.output.count("relaunch") >= 2  # both rank kills were relaunches
+        assert "the standby launch takes over" in job.output
         assert "the standby takes over" in job.output
         assert "restarting it on the same data and port" in job.output
 

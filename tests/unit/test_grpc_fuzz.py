@@ -101,3 +101,37 @@ def test_a_tiny_message_declaring_billions_of_values_is_refused_before_any_alloc
                  tensor_shape_pb2.TensorShapeProto.Dim(size=3)])))
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     assert outcome(lambda: stub.Predict(huge, timeout=10)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.float16])
+def test_another_dtype_than_the_inputs_is_refused_not_cast(channel, dtype):
+    """TF-Serving's rule: a float32 input takes float32 tensors only."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mlp"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 3), dtype)))
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Predict(request, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "must be float32" in refused.value.details()
+
+
+def test_a_replica_says_the_step_and_age_of_what_it_serves():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    predictor = Predictor(model, SCHEMA, max_batch=8)
+    predictor.publish(5, model.get_weights())
+    facts = {"version": 5, "step": 120, "age_s": 0.25, "created_ms": 1000}
+    server = GrpcServer(predictor, "mlp", "127.0.0.1", 0, lambda _seconds: None,
+                        describe=lambda: facts)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mlp"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 3), np.float32)))
+    try:
+        with grpc.insecure_channel(server.address) as open_channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(open_channel)
+            reply, call = stub.Predict.with_call(request, timeout=10)
+    finally:
+        server.stop()
+    assert reply.model_spec.version.value == 5
+    assert dict(call.trailing_metadata()) == {"x-model-step": "120", "x-model-age-s": "0.25",
+                                              "x-model-created-ms": "1000"}

@@ -53,7 +53,7 @@ class Script:
         self.launches: list[list[str]] = []
         self.processes: list[subprocess.Popen] = []
 
-    def launch(self, hosts: list[HostSlots], number: int) -> subprocess.Popen:
+    def launch(self, hosts: list[HostSlots], number: int, go=None) -> subprocess.Popen:
         assert number == len(self.launches) + 1
         self.launches.append([str(h) for h in hosts])
         process = python(self.codes[min(len(self.launches), len(self.codes)) - 1])
