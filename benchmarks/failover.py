@@ -45,8 +45,16 @@ def faults(job: Job) -> dict[str, Callable[[], None]]:
         os.kill(pid, signal.SIGKILL)
 
     def console_pid() -> int | None:
-        port = int(job.console_url().rstrip("/").rsplit(":", 1)[1])
-        return job.pid_listening(port)
+        """The console serving now (after a relaunch, once it listens again: it starts
+        beside the first steps, on a new port if the config's is 0)."""
+        def serving() -> int | None:
+            try:
+                port = int(job.console_url().rstrip("/").rsplit(":", 1)[1])
+            except (OSError, ValueError):
+                return None
+            return job.pid_listening(port)
+
+        return wait_until(serving, 180, "the console listening")  # type: ignore[return-value]
 
     return {
         "kill -9 rank 1": lambda: kill(job.rank_pids().get(1)),

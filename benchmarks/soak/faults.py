@@ -63,11 +63,14 @@ class Job:
         return local_ranks(self.process)
 
     def console(self) -> psutil.Process | None:
-        """The console process rank 0 spawned (multiprocessing), if it runs."""
+        """The console process rank 0 spawned (multiprocessing) that serves (listens), if it
+        runs: not its standby, nor multiprocessing's resource tracker."""
         for rank in self.ranks():
             try:
                 for child in rank.children():
-                    if "multiprocessing" in " ".join(child.cmdline()):
+                    if "multiprocessing" in " ".join(child.cmdline()) and any(
+                            c.status == psutil.CONN_LISTEN
+                            for c in child.net_connections("tcp")):
                         return child
             except psutil.Error:
                 continue

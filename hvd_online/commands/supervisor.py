@@ -113,7 +113,10 @@ def local_ranks(launch: subprocess.Popen) -> list[psutil.Process]:
         return []
     for child in children:
         try:
-            if "hvd_online.cli" in " ".join(child.cmdline()) and "HOROVOD_RANK" in child.environ():
+            env = child.environ()
+            waiting = STANDBY_ENV in env and not Path(env[STANDBY_ENV]).exists()
+            if "hvd_online.cli" in " ".join(child.cmdline()) and "HOROVOD_RANK" in env \
+                    and not waiting:  # a standby launch's rank is not training yet
                 found.append(child)
         except psutil.Error:
             continue

@@ -183,10 +183,12 @@ def test_two_hosts_train_exactly_once_and_serve_the_console_to_the_other_host(
     a = cluster["a"].address
     run = HostsRun(cluster, tmp_path, config, f"train.max_samples={m}",
                    "console.enabled=true", f'console.host="{a}"', f'console.token="{TOKEN}"')
-    producer = start_producer(config, m, rate=1500, log_path=tmp_path / "producer.log")
     console = tmp_path / "run" / "console.url"
+    # training does not wait for its console to start: the stream does, so that the console
+    # is asked while the run lasts
     address = wait_until(lambda: console.exists() and console.read_text().strip(), 180,
                          "the console on host a")
+    producer = start_producer(config, m, rate=1500, log_path=tmp_path / "producer.log")
     assert address.startswith(f"http://{a}:"), address
     run.train_pid("b")  # rank 1 really runs on the other host
     answers = json.loads(cluster.run("b", [sys.executable, "-c", CONSOLE_CLIENT, address,
