@@ -139,7 +139,8 @@ def run(repeats: int, rate: float, probe_rate: float, settle: float, timeout: fl
             job = Job.start(config, run_dir, "--max-restarts", "10", "--set",
                             "checkpoint.every_seconds=10", "--set",
                             "train.max_samples=0", "--set", "produce.count=1000000000",
-                            "--set", f"produce.rate={rate}", "--set", "train.idle_timeout_s=0")
+                            "--set", f"produce.rate={rate}", "--set", "train.idle_timeout_s=0",
+                            "--set", "run.standby=true")
             try:
                 replica = job.replica()
                 wait_until(lambda j=job: first_version(j), 180, "a first version")

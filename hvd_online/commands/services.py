@@ -50,10 +50,8 @@ class Child:
     def start(self) -> None:
         self.starts += 1
         self.started = time.monotonic()
-        # a session of its own: Ctrl-C in a terminal (SIGINT to the foreground process group)
-        # reaches the launcher only, which stops its children in order
         self.process = subprocess.Popen(self.argv, stderr=subprocess.PIPE,
-                                        preexec_fn=die_with_parent(), start_new_session=True)
+                                        preexec_fn=die_with_parent())
         threading.Thread(target=self._relay, args=(self.process.stderr,), daemon=True,
                          name=f"{self.name}-stderr").start()
 

@@ -43,7 +43,8 @@ def test_a_replica_answers_through_every_training_fault(tmp_path):
     config = mlp_config(run_dir)
     job = Job.start(config, run_dir, "--max-restarts", "5", "--set", "train.max_samples=0",
                     "--set", "produce.count=1000000000", "--set", "produce.rate=1000",
-                    "--set", "checkpoint.every_seconds=5", "--set", "train.idle_timeout_s=0")
+                    "--set", "checkpoint.every_seconds=5", "--set", "train.idle_timeout_s=0",
+                    "--set", "run.standby=true")
     late = None
     try:
         replica = job.replica()
