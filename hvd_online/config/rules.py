@@ -67,6 +67,17 @@ def _adwin_warning_looser(config: Config) -> str | None:
     return None
 
 
+def _spread_threshold(config: Config) -> str | None:
+    """An 0.1 config's absolute threshold (1.0) read in spread units would flag noise."""
+    drift = config.drift
+    if drift.detector == "page_hinkley" and drift.scale == "spread" and drift.threshold < 3:
+        return (f"drift.threshold = {drift.threshold:g} is in units of the loss' spread "
+                "(drift.scale = 'spread', the default since 0.2): below 3 it flags noise. "
+                "Leave it out for the default (20), or set drift.scale = 'absolute' to keep "
+                "a threshold in loss units")
+    return None
+
+
 def _pulsar_url(config: Config) -> str | None:
     url = config.stream.url
     if url and not url.startswith(("pulsar://", "pulsar+ssl://")):
@@ -92,7 +103,7 @@ def _step_hooks(config: Config) -> str | None:
 
 RULES: tuple[Rule, ...] = (_sync_every_with_drift, _join_topics, _expiry_label_with_drop,
                            _challenger_can_win, _action_needs_detector, _adwin_warning_looser,
-                           _pulsar_url, _model_name, _step_hooks)
+                           _spread_threshold, _pulsar_url, _model_name, _step_hooks)
 
 
 def broken_rules(config: Config) -> list[str]:

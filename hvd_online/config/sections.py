@@ -159,10 +159,17 @@ class DriftConfig:
 
     #: "" (off), "page_hinkley" or "adwin"
     detector: Literal["", "page_hinkley", "adwin"] = ""
-    #: Page-Hinkley: change in mean loss tolerated
-    delta: float = bounded(0.005, ge=0)
-    #: Page-Hinkley: cumulative evidence that flags a drift
-    threshold: float = bounded(1.0, gt=0)
+    #: Page-Hinkley: the unit of `delta` and `threshold`: "spread" (the loss' own step-to-step
+    #: noise, estimated as it goes: the same figures fit any loss scale and task) or
+    #: "absolute" (units of the loss, hvd-online 0.1's only meaning)
+    scale: Literal["spread", "absolute"] = "spread"
+    #: Page-Hinkley: change in mean loss tolerated per step (in `scale` units)
+    delta: float = bounded(0.5, ge=0)
+    #: Page-Hinkley: cumulative evidence that flags a drift (in `scale` units)
+    threshold: float = bounded(20.0, gt=0)
+    #: Page-Hinkley, "spread" scale: the recent level a loss is compared with is a mean over
+    #: about this many steps ("absolute" uses the mean since the last flag)
+    memory: int = bounded(50, ge=2)
     #: Page-Hinkley: the fraction of `threshold` that raises a warning first
     warning: float = bounded(0.5, gt=0, le=1)
     #: ADWIN: confidence of a drift, and the looser one of a warning

@@ -57,7 +57,8 @@ from hvd_online.sync.steps import LockstepStep, Trainable
 def make_detector(config: DriftConfig) -> Detector | None:
     """The configured detector (its name and parameters were checked at load), or None."""
     if config.detector == "page_hinkley":
-        return PageHinkley(config.delta, config.threshold, config.min_steps, config.warning)
+        return PageHinkley(config.delta, config.threshold, config.min_steps, config.warning,
+                           config.scale, memory=config.memory)
     if config.detector == "adwin":
         return Adwin(config.adwin_delta, config.adwin_warning_delta, config.min_steps)
     return None

@@ -46,7 +46,8 @@ def learning() -> np.ndarray:  # a loss that falls as the model learns is not dr
     return noisy(0.1 + 0.8 * np.exp(-np.arange(STEPS) / 60))
 
 
-DETECTORS = {"page_hinkley": lambda: PageHinkley(0.005, 1.0, 30),
+DETECTORS = {"page_hinkley": lambda: PageHinkley(),
+             "page_hinkley_absolute": lambda: PageHinkley(0.005, 1.0, 30, scale="absolute"),
              "adwin": lambda: Adwin(0.002, 0.02, 30)}
 
 
@@ -87,6 +88,56 @@ def test_a_restored_detector_flags_the_same_steps(name):
     second = DETECTORS[name]()
     second.restore(first.snapshot())
     assert head + signals(second, values[310:]) == whole
+
+
+def first_flags(detector, values) -> list[int]:
+    return [i for i, flag in enumerate(signals(detector, values)) if flag is Signal.DRIFT]
+
+
+@pytest.mark.parametrize("factor", [2.0 ** -10, 2.0 ** 12, 0.0137, 7.0, 3e4])
+@pytest.mark.parametrize("make", [abrupt, gradual, stationary, learning])
+def test_spread_units_flag_the_same_steps_at_any_loss_scale(make, factor):
+    values = make()
+    assert first_flags(PageHinkley(), values * factor) == first_flags(PageHinkley(), values)
+
+
+def test_a_small_regression_loss_is_flagged_as_a_log_loss_is():
+    """An MSE near 0.007 (noise 0.0005) that rises by half: 0.1's absolute defaults never
+    flag it (the rise is below their delta), the spread defaults flag it as soon as the log
+    loss' jump above."""
+    level = np.where(np.arange(STEPS) < 300, 0.007, 0.0105)
+    values = level + np.random.default_rng(3).normal(0, 0.0005, STEPS)
+    assert first_flags(PageHinkley(0.005, 1.0, 30, scale="absolute"), values) == []
+    flagged = first_flags(PageHinkley(), values)
+    assert flagged and 300 <= flagged[0] < 305, flagged
+    assert first_flags(PageHinkley(), abrupt())[0] - 300 < 5
+
+
+def test_a_drift_back_to_the_first_losses_of_the_learning_curve_is_flagged():
+    """Friedman's shape: the loss falls from 2.6 to 0.03 over 150 steps, then a drift takes it
+    to 0.15, below the mean of all losses so far: the spread scale compares with the recent
+    level and flags it; a mean since the start (the absolute scale's) does not."""
+    steps = np.arange(STEPS)
+    level = 0.03 + 2.6 * np.exp(-steps / 30) + np.where(steps < 450, 0, 0.12)
+    values = level + np.random.default_rng(4).normal(0, 0.01, STEPS)
+    flagged = first_flags(PageHinkley(), values)
+    assert flagged and 450 <= flagged[0] < 460, flagged
+    assert first_flags(PageHinkley(0.005, 1.0, 30, scale="absolute"), values) == []
+
+
+def test_a_checkpoint_of_0_1_without_a_spread_restores():
+    detector = PageHinkley()
+    detector.restore({"steps": 40, "mean": 0.3, "cumulative": -2.0, "minimum": -2.5})
+    assert not detector.diffs and detector.last is None
+    assert [detector.update(0.3) for _ in range(3)] == [Signal.NONE] * 3
+
+
+def test_an_0_1_threshold_in_spread_units_is_refused_naming_the_fix():
+    with pytest.raises(ConfigError, match="drift.scale = 'absolute'"):
+        load_config_text('[drift]\ndetector = "page_hinkley"\nthreshold = 1.0\n')
+    config = load_config_text('[drift]\ndetector = "page_hinkley"\nscale = "absolute"\n'
+                              'delta = 0.005\nthreshold = 1.0\n')
+    assert make_detector(config.drift).scale == "absolute"
 
 
 def test_unknown_detector_or_action_is_a_config_error_at_load():
@@ -151,7 +202,7 @@ def challenger_response(window: int = 64, patience: int = 640, every: int = 10_0
                          boost_steps=10)
     specs = (tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None,), tf.float32))
     challenger = Challenger(template, config, 0.01, specs, world_size=1)
-    detector = detector or PageHinkley(0.005, 1.0, 5, warning=0.5)
+    detector = detector or PageHinkley(0.005, 1.0, 5, warning=0.5, scale="absolute")
     return DriftResponse(config, detector, model, optimizer, 0.01, challenger), model
 
 
