@@ -46,9 +46,10 @@ SCALES = (1.0, 0.01, 100.0)
 #: window and the detector's noise)
 EARLY = 1000
 DETECTORS: dict[str, Callable[[], PageHinkley]] = {
-    "absolute (0.1 defaults: delta 0.005, threshold 1)":
-        lambda: PageHinkley(0.005, 1.0, 30, scale="absolute"),
-    "spread (0.2 defaults)": lambda: PageHinkley(scale="spread"),
+    # 0.1's defaults: delta 0.005, threshold 1, in loss units, against the mean since the start
+    "0.1 absolute": lambda: PageHinkley(0.005, 1.0, 30, scale="absolute"),
+    # 0.2's defaults: delta 0.5, threshold 20, in spread units, against the recent level
+    "0.2 spread": lambda: PageHinkley(scale="spread"),
 }
 #: regression streams: name -> (FriedmanDrift drift_type, target divisor, kind)
 REGRESSION = {"friedman": ("gra", 1.0, "abrupt"), "friedman_small": ("gra", 12.0, "abrupt"),
@@ -159,14 +160,15 @@ def measure(names: list[str]) -> list[dict]:
 
 def verdict(cell: dict, drift_at: int | None) -> str:
     if drift_at is None:
-        return f"{cell['false_alarms']} flags" if cell["false_alarms"] else "no flag"
+        flagged = cell["false_alarms"]
+        return "no flag" if not flagged else f"{flagged} flag" + ("s" if flagged > 1 else "")
     first = "never" if cell["first"] is None else f"{cell['first']:+,}"
     return first + (f" ({cell['false_alarms']} false)" if cell["false_alarms"] else "")
 
 
 def table(results: list[dict]) -> str:
     names = list(DETECTORS)
-    head = ["stream", "kind", "mean loss"] + [f"{d}, loss x{s:g}" for d in names for s in SCALES]
+    head = ["stream", "kind", "mean loss"] + [f"{d}, x{s:g}" for d in names for s in SCALES]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [verdict(r["detectors"][d][f"x{s:g}"], r["drift_at"])
