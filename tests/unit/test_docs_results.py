@@ -3,6 +3,7 @@ which command made it, at which commit, from a clean tree (scripts/docs_referenc
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,12 +18,20 @@ def marks() -> list[tuple[str, str]]:
             for name in RESULTS_MARK.findall(page.read_text())]
 
 
+def in_history(commit: str) -> bool:
+    """The commit is HEAD or one of its ancestors (not one rewritten away)."""
+    done = subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=REPO,
+                          capture_output=True)
+    return done.returncode == 0
+
+
 def test_every_results_mark_has_a_source_with_command_and_clean_commit():
     found = marks()
     assert ("guarantees.md", "failover") in found
     for page, name in found:
         result = json.loads((REPO / "benchmarks" / "results" / f"{name}.json").read_text())
         assert re.fullmatch(r"[0-9a-f]{40}", result["commit"]), (page, name, result["commit"])
+        assert in_history(result["commit"]), (page, name, result["commit"], "not in git log")
         assert result["command"].startswith("python -m benchmarks."), (page, name)
         assert result["table"].startswith("|"), (page, name)
 
