@@ -10,12 +10,11 @@ import pytest
 
 from hvd_online.commands.run import horovodrun_command
 from hvd_online.state.run_dir import RunLayout
+from tests.browser.kit import ARTIFACTS, CHROMIUM
 from tests.integration.harness import REPO, enable_console, wait_until, write_config
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
 TOKEN = "browser-test-token"
-ARTIFACTS = REPO / "artifacts"
 
 
 @pytest.fixture

@@ -4,9 +4,14 @@ taken is named on the page and a running challenger's loss is drawn next to the 
 import pytest
 
 from hvd_online.state.run_dir import RunLayout
-from tests.browser.test_dashboard import ARTIFACTS, CHROMIUM
-from tests.integration.harness import enable_console, start_producer, start_ranks, wait_until
-from tests.integration.test_drift_challenger import write_drift_config
+from tests.browser.kit import ARTIFACTS, CHROMIUM
+from tests.integration.harness import (
+    enable_console,
+    start_producer,
+    start_ranks,
+    wait_until,
+    write_drift_config,
+)
 
 pytestmark = pytest.mark.browser
 M = 14000

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from hvd_online.state.run_dir import RunLayout
-from tests.browser.test_dashboard import ARTIFACTS, CHROMIUM
+from tests.browser.kit import ARTIFACTS, CHROMIUM
 from tests.integration.harness import (
     enable_console,
     rank_pids,

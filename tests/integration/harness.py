@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pulsar
 
 from benchmarks.availability import wait_until
 from hvd_online.commands.produce import produce
 from hvd_online.commands.run import horovodrun_command
 from hvd_online.config import load_config
+from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
+from streams.pulsar.predictions import predictions_topic
 from tests.integration.generators import HOT, skewed_ids
 
 REPO = Path(__file__).resolve().parents[2]
@@ -228,3 +235,95 @@ def ledger_size(directory: Path) -> int:
 
 
 __all__ = ["wait_until"]  # the tests import it from here too
+
+
+def predicted_keys(url: str, topic: str) -> set[int]:
+    """The keys on `topic`'s predictions topic (a set: redelivered copies count once)."""
+    client = pulsar.Client(url)
+    reader = client.create_reader(predictions_topic(topic), pulsar.MessageId.earliest)
+    keys = set()
+    try:
+        while reader.has_message_available():
+            keys.add(json.loads(reader.read_next(timeout_millis=5000).data())["key"])
+    finally:
+        client.close()
+    return keys
+
+
+def newest_checkpoint_step(tmp_path: Path) -> int:
+    """The step of the newest checkpoint of the run in `tmp_path / "run"`."""
+    checkpoint = load_latest_checkpoint(RunLayout(tmp_path / "run").checkpoints)
+    assert checkpoint is not None
+    return checkpoint.state.step
+
+
+def write_drift_config(tmp_path: Path, url: str, topic: str, drift_at: int = 4000) -> Path:
+    """examples/drift's model and producer (the hyperplane turns at `drift_at`), the
+    challenger response, a window long enough that a kill comes before a promotion."""
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+[model]
+template = "{REPO / 'examples/drift/model.py'}:StreamClassifier"
+params = {{ inputs = 10, hidden = 32 }}
+[stream]
+url = "{url}"
+topic = "{topic}"
+partitions = 4
+[window]
+batch_size = 32
+max_wait_ms = 20
+[train]
+learning_rate = 0.003
+idle_timeout_s = 120
+threads = 1
+log_every = 1000
+[checkpoint]
+every_steps = 4
+[drift]
+detector = "page_hinkley"
+action = "challenger"
+min_steps = 30
+# long enough that the kill always comes before the promotion (an early, clear win needs a
+# quarter window: 2,000 samples, over a second at 1,500/s)
+challenger_window = 8000
+challenger_patience = 100000
+[run]
+dir = "{tmp_path / 'run'}"
+[console]
+enabled = false
+[produce]
+generator = "{REPO / 'examples/drift/producer.py'}:generate"
+params = {{ drift_at = {drift_at}, angle_deg = 90.0 }}
+""")
+    return path
+
+
+def post(url: str, path: str, body: dict, token: str | None = None) -> int:
+    """POST `body` as JSON to the console at `url`; the reply's status."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{url}{path.lstrip('/')}", json.dumps(body).encode(),
+                                     headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return reply.status
+
+
+@contextmanager
+def live_run(broker, topic, tmp_path, token: str = "metrics-test"):
+    """A 2-rank run on a live stream with the console on (its token `token`): yields (console
+    URL, the ranks, the run's layout), then stops the run from the console."""
+    config = enable_console(write_config(tmp_path, broker.url, topic,
+                                         extra="[checkpoint]\nevery_steps = 20\n"), token)
+    layout = RunLayout(tmp_path / "run")
+    ranks = start_ranks(config, "train.idle_timeout_s=0", log_path=tmp_path / "ranks.log")
+    producer = start_producer(config, 2_000_000, rate=3000, log_path=tmp_path / "producer.log")
+    try:
+        url = wait_until(lambda: layout.console_url.exists()
+                         and layout.console_url.read_text().strip(), 120, "the console")
+        yield url.rstrip("/") + "/", ranks, layout
+        assert post(url.rstrip("/") + "/", "/api/stop", {}, token) == 202
+        assert ranks.wait(120) == 0
+    finally:
+        ranks.stop()
+        producer.stop()

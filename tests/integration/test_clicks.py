@@ -6,7 +6,6 @@ run directory (by hand, and by `hvd-online run`'s supervisor) while impressions 
 the ledger shows every impression trained exactly once, with its click if it came within the
 window, else with 0, and the predictions topic has every impression."""
 
-import json
 import os
 import random
 import re
@@ -16,13 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import pulsar
 import pytest
 
 from examples.clicks.producer import outcomes
 from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
-from streams.pulsar.predictions import predictions_topic
 from tests.integration.generators import skewed_ids
 from tests.integration.harness import (
     GENERATORS,
@@ -32,6 +29,7 @@ from tests.integration.harness import (
     kill_a_rank_mid_stream,
     ledger_hook,
     ledger_size,
+    predicted_keys,
     rank_pids,
     read_labelled_ledger,
     start_ranks,
@@ -96,18 +94,6 @@ def start_producer(config: Path, log_path: Path) -> Background:
                                     str(config)], cwd=REPO, stdout=log,
                                    stderr=subprocess.STDOUT)
     return Background(process, log_path)
-
-
-def predicted_keys(url: str, topic: str) -> set[int]:
-    client = pulsar.Client(url)
-    reader = client.create_reader(predictions_topic(topic), pulsar.MessageId.earliest)
-    keys = set()
-    try:
-        while reader.has_message_available():
-            keys.add(json.loads(reader.read_next(timeout_millis=5000).data())["key"])
-    finally:
-        client.close()
-    return keys
 
 
 def impressions() -> list[int]:

@@ -4,65 +4,25 @@ and the sample ledger shows every sample trained exactly once."""
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
 from tests.integration.harness import (
-    REPO,
     kill_a_rank_mid_stream,
     read_ledger,
     run_ranks,
     start_producer,
     start_ranks,
     wait_until,
+    write_drift_config,
 )
 
 pytestmark = pytest.mark.integration
 
 M = 14000
 DRIFT_AT = 4000
-
-
-def write_drift_config(tmp_path: Path, url: str, topic: str) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(f"""
-[model]
-template = "{REPO / 'examples/drift/model.py'}:StreamClassifier"
-params = {{ inputs = 10, hidden = 32 }}
-[stream]
-url = "{url}"
-topic = "{topic}"
-partitions = 4
-[window]
-batch_size = 32
-max_wait_ms = 20
-[train]
-learning_rate = 0.003
-idle_timeout_s = 120
-threads = 1
-log_every = 1000
-[checkpoint]
-every_steps = 4
-[drift]
-detector = "page_hinkley"
-action = "challenger"
-min_steps = 30
-# long enough that the kill always comes before the promotion (an early, clear win needs a
-# quarter window: 2,000 samples, over a second at 1,500/s)
-challenger_window = 8000
-challenger_patience = 100000
-[run]
-dir = "{tmp_path / 'run'}"
-[console]
-enabled = false
-[produce]
-generator = "{REPO / 'examples/drift/producer.py'}:generate"
-params = {{ drift_at = {DRIFT_AT}, angle_deg = 90.0 }}
-""")
-    return path
 
 
 def step_of(pattern: str, text: str) -> int | None:

@@ -18,8 +18,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tests.integration.harness import wait_until
-from tests.integration.test_metrics import live_run
+from tests.integration.harness import live_run, wait_until
 
 pytestmark = pytest.mark.integration
 INPUTS = 16  # the MLP template of write_config

@@ -9,6 +9,7 @@ import pytest
 from tests.integration.harness import (
     kill_a_rank_mid_stream,
     ledger_size,
+    newest_checkpoint_step,
     produced_ids,
     read_ledger,
     run_ranks,
@@ -17,7 +18,6 @@ from tests.integration.harness import (
     wait_until,
     write_config,
 )
-from tests.integration.test_recovery import newest_checkpoint_step
 
 pytestmark = pytest.mark.integration
 

@@ -9,20 +9,16 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 
 import pulsar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hvd_online.state.run_dir import RunLayout
 from streams.pulsar.producer import PartitionedProducer
 from tests.integration.harness import (
-    enable_console,
-    start_producer,
-    start_ranks,
+    live_run,
+    post,
     wait_until,
-    write_config,
 )
 from tests.integration.prometheus_server import BINARY, MONITORING, PrometheusServer
 
@@ -59,16 +55,6 @@ def scrape(url: str) -> dict[str, dict[tuple, float]]:
     return families
 
 
-def post(url: str, path: str, body: dict, token: str | None = None) -> int:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(f"{url}{path.lstrip('/')}", json.dumps(body).encode(),
-                                     headers, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        return reply.status
-
-
 def answers_predict(url: str) -> bool:
     try:
         return post(url, "/v1/models/model:predict", {"instances": [[0.0] * 16]}) == 200
@@ -89,26 +75,6 @@ def send_poison(url: str, topic: str) -> None:
 def counters(families: dict) -> dict[tuple, float]:
     return {(name, key): value for name, samples in families.items()
             if FAMILIES.get(name) == "counter" for key, value in samples.items()}
-
-
-@contextmanager
-def live_run(broker, topic, tmp_path):
-    """A 2-rank run on a live stream with the console on: (console URL, the ranks, the
-    run's layout)."""
-    config = enable_console(write_config(tmp_path, broker.url, topic,
-                                         extra="[checkpoint]\nevery_steps = 20\n"), TOKEN)
-    layout = RunLayout(tmp_path / "run")
-    ranks = start_ranks(config, "train.idle_timeout_s=0", log_path=tmp_path / "ranks.log")
-    producer = start_producer(config, 2_000_000, rate=3000, log_path=tmp_path / "producer.log")
-    try:
-        url = wait_until(lambda: layout.console_url.exists()
-                         and layout.console_url.read_text().strip(), 120, "the console")
-        yield url.rstrip("/") + "/", ranks, layout
-        assert post(url.rstrip("/") + "/", "/api/stop", {}, TOKEN) == 202
-        assert ranks.wait(120) == 0
-    finally:
-        ranks.stop()
-        producer.stop()
 
 
 def test_metrics_during_a_two_rank_run(broker, topic, tmp_path):

@@ -19,11 +19,13 @@ from hvd_online.model.state import weights_digest
 from hvd_online.model.template import build_model, load_template
 from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
-from tests.browser.test_dashboard import ARTIFACTS, CHROMIUM
+from tests.browser.kit import ARTIFACTS, CHROMIUM
 from tests.integration.harness import (
     enable_console,
     kill_a_rank_mid_stream,
     ledger_size,
+    newest_checkpoint_step,
+    predicted_keys,
     read_labelled_ledger,
     read_ledger,
     run_ranks,
@@ -31,8 +33,6 @@ from tests.integration.harness import (
     start_ranks,
     wait_until,
 )
-from tests.integration.test_clicks import predicted_keys
-from tests.integration.test_recovery import newest_checkpoint_step
 
 pytestmark = pytest.mark.integration
 

@@ -7,17 +7,16 @@ import os
 import random
 import signal
 import time
-from pathlib import Path
 
 import pulsar
 import pytest
 
-from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
 from streams.pulsar.broker import EmbeddedBroker, free_port
 from tests.integration.harness import (
     kill_a_rank_mid_stream,
     ledger_size,
+    newest_checkpoint_step,
     produced_ids,
     rank_pids,
     read_ledger,
@@ -29,12 +28,6 @@ from tests.integration.harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def newest_checkpoint_step(tmp_path: Path) -> int:
-    checkpoint = load_latest_checkpoint(RunLayout(tmp_path / "run").checkpoints)
-    assert checkpoint is not None
-    return checkpoint.state.step
 
 
 def test_kill_9_a_rank_then_resume_trains_every_sample_exactly_once(broker, topic, tmp_path):

@@ -18,7 +18,7 @@ from hvd_online.drift.response import (
     reset_optimizer_state,
 )
 from hvd_online.errors import ConfigError
-from tests.unit.test_trainer_in_process import Linear
+from tests.unit.kit import Linear
 
 pytestmark = pytest.mark.usefixtures("world")  # Horovod up: a challenger restore broadcasts
 

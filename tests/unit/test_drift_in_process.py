@@ -15,7 +15,7 @@ from hvd_online.sync.control import Controls
 from hvd_online.training.trainer import OnlineTrainer
 from streams.codecs import RecordCodec
 from streams.testing import CountingSink, TestingSource
-from tests.unit.test_trainer_in_process import Linear, make_trainer
+from tests.unit.kit import Linear, make_trainer
 
 DRIFT_AT = 3200  # samples: 100 steps of 32
 

@@ -13,7 +13,7 @@ from hvd_online.sync.control import Controls, Flag
 from hvd_online.sync.stats_vector import COUNT, HEAD
 from hvd_online.sync.steps import LocalSGD, Trainable, weighted_mean
 from streams.testing import TestingSource
-from tests.unit.test_trainer_in_process import Linear, make_trainer, payloads
+from tests.unit.kit import Linear, make_trainer, payloads
 
 STATS = 5  # a stats vector of this length after LocalSGD's head
 

@@ -18,7 +18,7 @@ from hvd_online.training.trainer import OnlineTrainer
 from streams.codecs import RecordCodec
 from streams.testing import CountingSink, TestingSource
 from tests.integration.harness import LEDGER
-from tests.unit.test_trainer_in_process import Linear, payloads
+from tests.unit.kit import Linear, payloads
 
 
 def config_for(tmp_path: Path, ledger: Path):

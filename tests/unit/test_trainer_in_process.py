@@ -4,50 +4,14 @@ import math
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
-from hvd_online.config import load_config_text
-from hvd_online.inputs.labelled import LabelledInput
-from hvd_online.model.template import ModelTemplate
 from hvd_online.sync.control import Controls
 from hvd_online.training.trainer import OnlineTrainer
 from streams.codecs import RecordCodec
-from streams.schema import Schema
-from streams.testing import CountingSink, TestingSource
-
-
-class Linear(ModelTemplate):
-    loss = "mse"
-    metric = "mae"
-
-    def __init__(self) -> None:
-        self.schema = Schema.from_fields([("id", "<i8"), ("x", "<f4", (4,)), ("y", "<f4")],
-                                         features="x", label="y", key="id")
-
-    def build_model(self) -> keras.Model:
-        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-
-
-def payloads(template: Linear, n: int, seed: int = 0) -> list[bytes]:
-    rng = np.random.default_rng(seed)
-    rows = np.zeros(n, dtype=template.schema.dtype)
-    rows["id"] = np.arange(n)
-    rows["x"] = rng.normal(size=(n, 4))
-    rows["y"] = rows["x"] @ np.array([1.0, -2.0, 0.5, 3.0], dtype="f4")
-    return RecordCodec(template.schema).encode_many(rows)
-
-
-def make_trainer(world, tmp_path: Path, sources, overrides=(), controls=None, hooks=()):
-    config = load_config_text(
-        '[stream]\ntopic = "t"\npartitions = 2\n[window]\nbatch_size = 32\nmax_wait_ms = 5\n'
-        '[train]\nlearning_rate = 0.05\n', [f'run.dir="{tmp_path}"', *overrides])
-    sink = CountingSink()
-    template = Linear()
-    step_input = LabelledInput(sources, RecordCodec(template.schema), sink, 32, 0.005)
-    trainer = OnlineTrainer(config, template, world, step_input, 2, controls, hooks)
-    return trainer, sink
+from streams.testing import TestingSource
+from tests.unit.kit import Linear, make_trainer, payloads
 
 
 def test_loss_falls_and_bad_messages_go_to_dead_letters(world, tmp_path):
