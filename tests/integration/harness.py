@@ -7,10 +7,12 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulsar
 
@@ -69,16 +71,46 @@ params = {generator_params}
     return path
 
 
-def enable_console(config_path: Path, token: str) -> Path:
-    """Turn on the console of a config written by `write_config` (or any with its
-    `[console] enabled = false`), on free ports: REST and gRPC alike, so a run never waits
-    for a port an earlier run's console still holds."""
-    text = config_path.read_text()
-    off = "[console]\nenabled = false\n"
-    assert off in text, "the config's console table is not write_config's"
-    config_path.write_text(text.replace(off, "[console]\nenabled = true\nport = 0\n"
-                                               f'grpc_port = 0\ntoken = "{token}"\n'))
+def toml_value(value: Any) -> str:
+    """`value` as TOML: strings, numbers, booleans, lists and inline tables."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def edit_config(config_path: Path, changes: dict[str, dict[str, Any] | None]) -> Path:
+    """Rewrite a config with `changes` merged in, table by table: a key set to None is
+    removed, and so is a table set to None. Parsed and written again, never text-replaced."""
+    tables = tomllib.loads(config_path.read_text())
+    for table, keys in changes.items():
+        if keys is None:
+            tables.pop(table, None)
+            continue
+        merged = tables.setdefault(table, {})
+        for key, value in keys.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+    config_path.write_text("".join(
+        f"[{table}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in keys.items()) + "\n"
+        for table, keys in tables.items()))
     return config_path
+
+
+def enable_console(config_path: Path, token: str) -> Path:
+    """Turn on the console of a config, on free ports: REST and gRPC alike, so a run never
+    waits for a port an earlier run's console still holds."""
+    return edit_config(config_path, {"console": {"enabled": True, "port": 0, "grpc_port": 0,
+                                                 "token": token}})
 
 
 def produced_ids(count: int) -> list[int]:

@@ -21,6 +21,7 @@ from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
 from tests.browser.kit import ARTIFACTS, CHROMIUM
 from tests.integration.harness import (
+    edit_config,
     enable_console,
     kill_a_rank_mid_stream,
     ledger_size,
@@ -118,21 +119,12 @@ def test_kill_9_mid_stream_then_restart_trains_every_rating_once(broker, topic, 
 def joined_config(tmp_path: Path, url: str, topic: str, count: int) -> Path:
     """examples/movielens/config-joined.toml's join, shortened, with the console on."""
     path = enable_console(movielens_config(tmp_path, url, topic, count), "t")
-    text = path.read_text().replace(f'topic = "{topic}"\n', "")
-    text = text.replace(f"""generator = "{EXAMPLE / 'producer.py'}:generate"
-""", f"""generator = "{EXAMPLE / 'producer.py'}:generate_joined"
-params = {{ rate = 1500.0, median_delay_s = 0.5 }}
-""")
-    path.write_text(text + f"""
-[join]
-events_topic = "{topic}-events"
-labels_topic = "{topic}-ratings"
-window_s = 30.0
-lateness_s = 1.0
-idle_s = 3.0
-on_expiry = "drop"
-""")
-    return path
+    return edit_config(path, {
+        "stream": {"topic": None},
+        "produce": {"generator": f"{EXAMPLE / 'producer.py'}:generate_joined",
+                    "params": {"rate": 1500.0, "median_delay_s": 0.5}},
+        "join": {"events_topic": f"{topic}-events", "labels_topic": f"{topic}-ratings",
+                 "window_s": 30.0, "lateness_s": 1.0, "idle_s": 3.0, "on_expiry": "drop"}})
 
 
 @pytest.mark.browser
