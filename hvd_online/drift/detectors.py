@@ -7,15 +7,15 @@ WARNING when evidence builds up (a challenger may start) and DRIFT when it is co
 
 >>> detector = PageHinkley()  # delta and threshold in units of the loss' own noise
 >>> rng = np.random.default_rng(0)
->>> [detector.update(v) for v in rng.normal(0.1, 0.01, 100)].count(Signal.NONE)
-100
+>>> Signal.DRIFT in [detector.update(v) for v in rng.normal(0.1, 0.01, 100)]
+False
 >>> signals = [detector.update(v) for v in rng.normal(0.15, 0.01, 10)]
 >>> signals.index(Signal.WARNING), signals.index(Signal.DRIFT)  # a few steps after the jump
 (1, 3)
 >>> tiny = PageHinkley()  # the same losses a thousand times smaller: the same steps
 >>> rng = np.random.default_rng(0)
->>> [tiny.update(v) for v in rng.normal(1e-4, 1e-5, 100)].count(Signal.NONE)
-100
+>>> Signal.DRIFT in [tiny.update(v) for v in rng.normal(1e-4, 1e-5, 100)]
+False
 >>> [tiny.update(v) for v in rng.normal(1.5e-4, 1e-5, 10)] == signals
 True
 >>> restored = PageHinkley()
@@ -48,26 +48,25 @@ class Detector(Protocol):
 
 
 class PageHinkley:
-    """Flags a sustained increase of the mean of a series (here: the loss).
+    """Flags a sustained increase of the level of a series (here: the loss).
 
     `delta` is the change tolerated per step and `threshold` the cumulative evidence that
     raises a flag; `warning` is the fraction of it that raises a warning first. After a flag
     the detector restarts, so it can flag the next drift.
 
-    With `scale="spread"` (the default) both are in units of the series' own step-to-step
-    spread: each deviation from the mean is divided by a running estimate of the per-step
-    noise (the median absolute difference of consecutive values over the last `span` steps,
-    as a standard deviation). The same defaults then flag a regression loss near 0.007 as they flag
-    a log loss near 0.5: scaling the series by any factor flags the same steps. The spread is
-    estimated from differences, not from deviations from the mean, so a falling learning curve
-    or the drift itself hardly moves it. With `scale="absolute"` they are in the loss' own
-    units (hvd-online 0.1's meaning).
+    `scale="spread"` (the default) measures both in units of the series' own step-to-step
+    noise: the median absolute difference of consecutive values over the last `span` steps,
+    read as a standard deviation. A median ignores the steep first steps of a learning curve
+    and a drift's own jump. The same defaults then flag a regression loss near 0.007 as they
+    flag a log loss near 0.5: scaling the series by any factor flags the same steps. Each
+    value is compared with the series' recent level, the median of the `memory` values
+    before it.
 
-    "spread" also compares each loss with its recent level (a mean over about `memory`
-    steps), where "absolute" compares it with the mean since the last flag, which still
-    carries the first, high losses of the learning curve: a drift that takes the loss back up
-    to that mean, as on River's FriedmanDrift regression stream, was never flagged.
-    The defaults were chosen on benchmarks.detection's replayed losses (16 streams).
+    `scale="absolute"` is hvd-online 0.1's detector: loss units, and each value compared with
+    the mean since the last flag. That mean still carries the learning curve's first, high
+    losses, so a drift that takes the loss back up only to it is never flagged (River's
+    FriedmanDrift regression stream was not; benchmarks.detection replays 16 streams through
+    both, which is where the defaults come from).
     """
 
     def __init__(self, delta: float = 0.5, threshold: float = 20.0, min_steps: int = 30,
@@ -80,29 +79,33 @@ class PageHinkley:
         self.min_steps = min_steps
         self.warning = warning
         self.scale = scale
-        self.span = span
-        self.memory = memory
         self.diffs: deque[float] = deque(maxlen=span)
+        self.recent: deque[float] = deque(maxlen=memory)
         self.last: float | None = None
         self.reset()
 
     def reset(self) -> None:
-        """Restarts the evidence (after a flag); the spread estimate goes on."""
+        """Restarts the evidence and the level (after a flag); the spread estimate goes on."""
         self.steps = 0
         self.mean = 0.0
         self.cumulative = 0.0
         self.minimum = 0.0
+        self.recent.clear()
 
     def update(self, value: float) -> Signal:
         if not math.isfinite(value):
             return Signal.NONE
         self.steps += 1
-        # "spread" compares with the recent level: a mean since the start would still carry
-        # the learning curve's first, high losses, and a drift would only bring the loss back
-        # to it (a regression stream's loss never flagged that way)
-        memory = self.steps if self.scale == "absolute" else min(self.steps, self.memory)
-        self.mean += (value - self.mean) / memory
-        self.cumulative += (value - self.mean) / self._unit(value) - self.delta
+        self.mean += (value - self.mean) / self.steps
+        if self.scale == "absolute":
+            self.cumulative += value - self.mean - self.delta
+        else:
+            level = float(np.median(self.recent)) if self.recent else value
+            unit = self._unit(value, level)
+            self.recent.append(value)
+            if self.steps <= self.min_steps:  # the level and the spread need values first
+                return Signal.NONE
+            self.cumulative += (value - level) / unit - self.delta
         self.minimum = min(self.minimum, self.cumulative)
         if self.steps < self.min_steps:
             return Signal.NONE
@@ -112,38 +115,37 @@ class PageHinkley:
             return Signal.DRIFT
         return Signal.WARNING if evidence > self.warning * self.threshold else Signal.NONE
 
-    def _unit(self, value: float) -> float:
-        """What one unit of deviation is: 1, or the current spread (updated with `value`)."""
-        if self.scale == "absolute":
-            return 1.0
+    def _unit(self, value: float, level: float) -> float:
+        """The current spread, updated with `value`; a series that has not moved gets a floor
+        of a millionth of its level."""
         if self.last is not None:
             self.diffs.append(abs(value - self.last))
         self.last = value
-        # the median of the last `span` absolute differences: the steep first steps of a
-        # learning curve and a drift's jump are outliers it ignores. For independent normal
-        # values X1, X2, |X1 - X2| has the median 0.6745 * sqrt(2) sigma. A series that has
-        # not moved gets a floor of a millionth of its level.
-        return max(self.spread, 1e-6 * abs(self.mean), 1e-12)
+        return max(self.spread, 1e-6 * abs(level), 1e-12)
 
     @property
     def spread(self) -> float:
-        """The current unit of `scale="spread"`, as a standard deviation of the loss."""
+        """The unit of `scale="spread"`, as a standard deviation of the series: for independent
+        normal values X1, X2, the median of |X1 - X2| is 0.6745 * sqrt(2) sigma."""
         return float(np.median(self.diffs)) / (0.6745 * math.sqrt(2)) if self.diffs else 0.0
 
     def snapshot(self) -> dict[str, Any]:
         """The detector's evidence so far (a checkpoint carries it: a resumed run flags the
         same steps as an uninterrupted one)."""
         return {"steps": self.steps, "mean": self.mean, "cumulative": self.cumulative,
-                "minimum": self.minimum, "diffs": list(self.diffs), "last": self.last}
+                "minimum": self.minimum, "diffs": list(self.diffs),
+                "recent": list(self.recent), "last": self.last}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.steps = int(state["steps"])
         self.mean = float(state["mean"])
         self.cumulative = float(state["cumulative"])
         self.minimum = float(state["minimum"])
-        # a checkpoint of hvd-online 0.1 has no spread: it is estimated afresh
+        # a checkpoint of hvd-online 0.1 has neither: they are estimated afresh
         self.diffs.clear()
         self.diffs.extend(float(d) for d in state.get("diffs", ()))
+        self.recent.clear()
+        self.recent.extend(float(v) for v in state.get("recent", ()))
         self.last = None if state.get("last") is None else float(state["last"])
 
 

