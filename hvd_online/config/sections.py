@@ -167,8 +167,8 @@ class DriftConfig:
     delta: float = bounded(0.5, ge=0)
     #: Page-Hinkley: cumulative evidence that flags a drift (in `scale` units)
     threshold: float = bounded(20.0, gt=0)
-    #: Page-Hinkley, "spread" scale: the recent level a loss is compared with is a mean over
-    #: about this many steps ("absolute" uses the mean since the last flag)
+    #: Page-Hinkley, "spread" scale: a loss is compared with the median of this many losses
+    #: before it ("absolute" uses the mean since the last flag)
     memory: int = bounded(50, ge=2)
     #: Page-Hinkley: the fraction of `threshold` that raises a warning first
     warning: float = bounded(0.5, gt=0, le=1)
