@@ -66,7 +66,9 @@ def test_drift_is_detected_and_the_online_model_recovers(broker, topic, tmp_path
     output = run_example("drift", broker, topic, tmp_path, *shortened)
     assert "DRIFT detected" in output
     result = evaluate("examples.drift.report", "drift", tmp_path, *shortened)
-    assert any(30000 <= at <= 36000 for at in result["detected_at_samples"])
+    # the 4 partitions interleave, so the first turned samples are trained in the step that
+    # ends a few dozen samples before samples_total reaches 30,000
+    assert any(29000 <= at <= 36000 for at in result["detected_at_samples"]), result
     assert result["online_accuracy_before_drift"] > 0.9
     assert result["online_accuracy_dip"] < 0.75
     assert result["online_accuracy_at_end"] > 0.9
