@@ -170,12 +170,15 @@ def soak(minutes: float, seed: int, workdir: Path) -> dict:
     try:
         for job in jobs:
             job.start()
-        # a job's stream starts as soon as its own ranks step: live, no backlog, and before
-        # its idle timeout however long the other job takes to start
+        # a job's stream starts as soon as its own ranks have opened their partitions: live,
+        # a backlog of a second at most, and before its idle timeout however long the other
+        # job takes to start. (Not at the ranks' first step: with no data that step waited
+        # for the readers' 20 s silence timeout, and the 20 s idle timeout ended the job at
+        # it, before its stream began; seen in CI.)
         waiting = list(jobs)
         deadline = time.monotonic() + 180
         while waiting:
-            for job in [j for j in waiting if j.log.read_text().count("first step done") >= 2]:
+            for job in [j for j in waiting if j.log.read_text().count("owns partitions") >= 2]:
                 job.stream.start()
                 waiting.remove(job)
             if time.monotonic() > deadline:
