@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from benchmarks.common import REPO, write_results
 from benchmarks.quality_streams import STREAMS, stream_rows
+from benchmarks.throughput import plain_train_step
 from examples.drift.model import StreamClassifier
 from hvd_online.drift.detectors import PageHinkley, Signal
 from hvd_online.model.template import ModelTemplate
@@ -95,17 +96,7 @@ def friedman_rows(drift_type: str, divisor: float, seed: int = 7) -> np.ndarray:
 def step_losses(template: ModelTemplate, rows: np.ndarray) -> np.ndarray:
     """Each step's mean loss before the step learns from it, learning as the trainer does."""
     keras.utils.set_random_seed(0)
-    model = template.build_model()
-    optimizer = template.make_optimizer(LEARNING_RATE)
-
-    @tf.function
-    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(template.per_sample_loss(y, model(x, training=True)))
-        optimizer.apply(tape.gradient(loss, model.trainable_variables),
-                        model.trainable_variables)
-        return loss
-
+    step = plain_train_step(template, LEARNING_RATE)
     losses = []
     for start in range(0, len(rows) - STEP + 1, STEP):
         batch = rows[start:start + STEP]

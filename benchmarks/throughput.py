@@ -20,17 +20,19 @@ from benchmarks.common import (
 )
 from examples.mlp.model import MLPRegression
 from examples.mlp.producer import generate
+from hvd_online.model.template import ModelTemplate
 from streams.pulsar.client import connect
 from streams.pulsar.topics import partition_topic
 
 
-def plain_train_step(template: MLPRegression) -> Callable[[Any, Any], Any]:
+def plain_train_step(template: ModelTemplate,
+                     learning_rate: float = 0.003) -> Callable[[Any, Any], Any]:
     """A fresh model's `tf.function` train step, as a plain TF loop writes it (the in-memory
     limit and the expert hand loop use it)."""
     import tensorflow as tf
 
     model = template.build_model()
-    optimizer = template.make_optimizer(0.003)
+    optimizer = template.make_optimizer(learning_rate)
 
     @tf.function
     def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
