@@ -94,9 +94,9 @@ def prediction_latency_ms(url: str, events_topic: str) -> np.ndarray:
 
 
 #: the streams measured: clicks spread evenly over the 4 partitions, or 60% on partition 1
-#: (tests/integration/generators.py, the stream of the fault tests)
+#: (benchmarks/kit/generators.py, the stream of the fault tests)
 STREAMS = {"even": (), "skewed": (
-    f'produce.generator="{REPO / "tests" / "integration" / "generators.py"}:skewed_clicks"',)}
+    f'produce.generator="{REPO / "benchmarks" / "kit" / "generators.py"}:skewed_clicks"',)}
 
 
 def table(results: list[dict]) -> str:

@@ -26,14 +26,15 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.common import REPO
 from benchmarks.soak.check import check_join, check_labelled
 from benchmarks.soak.faults import Job, Schedule
 from benchmarks.soak.stream import ClickStream, SampleStream
 from hvd_online.model.template import load_template
 from streams.pulsar.broker import EmbeddedBroker, free_port
-from tests.integration.harness import MLP_TEMPLATE, REPO
 
 CLICKS_TEMPLATE = REPO / "examples" / "clicks" / "model.py"
+MLP_TEMPLATE = REPO / "examples" / "mlp" / "model.py"
 WINDOW_MS, LATENESS_MS = 3000, 500
 WARM_UP_S = 30.0
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pulsar
 
+from benchmarks.kit.ledger import read_labelled_ledger
 from streams.pulsar.dead_letter import dead_letter_topic
 from streams.pulsar.predictions import predictions_topic
 from streams.pulsar.pulsar_source import PulsarPartitionSource, message_position
-from tests.integration.harness import read_labelled_ledger
 
 #: a partition that gave nothing new for this long has given every message (the check runs
 #: after its stream ended)

@@ -22,12 +22,13 @@ from typing import Any
 
 import psutil
 
+from benchmarks.common import REPO
+from benchmarks.kit.ledger import ledger_hook
+from benchmarks.kit.stragglers import freeze, thaw
 from benchmarks.soak.stream import LiveStream
 from hvd_online.commands.supervisor import local_ranks
 from streams.pulsar.broker import EmbeddedBroker
 from streams.pulsar.lifetime import die_with_parent
-from tests.integration.harness import REPO, ledger_hook
-from tests.integration.stragglers import freeze, thaw
 
 #: how long a job may take to recover before the soak counts the fault as not recovered
 RECOVERY_LIMIT_S = 240.0

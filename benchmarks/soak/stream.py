@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.kit.generators import skewed_ids
 from examples.clicks.producer import click_probability
 from hvd_online.inputs.joined import check_schemas
 from hvd_online.model.template import ModelTemplate
 from streams.codecs import RecordCodec
 from streams.pulsar.client import connect
 from streams.pulsar.producer import PartitionedProducer
-from tests.integration.generators import skewed_ids
 
 #: one payload in this many of the labelled stream is malformed (to the dead-letter topic)
 MALFORMED_EVERY = 997

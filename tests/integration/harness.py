@@ -17,25 +17,19 @@ from typing import Any
 import pulsar
 
 from benchmarks.availability import wait_until
+from benchmarks.kit.generators import HOT, skewed_ids
+from benchmarks.kit.ledger import ledger_hook, read_labelled_ledger
 from hvd_online.commands.produce import produce
 from hvd_online.commands.run import horovodrun_command
 from hvd_online.config import load_config
 from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
 from streams.pulsar.predictions import predictions_topic
-from tests.integration.generators import HOT, skewed_ids
 
 REPO = Path(__file__).resolve().parents[2]
 MLP_TEMPLATE = REPO / "examples" / "mlp" / "model.py"
-GENERATORS = Path(__file__).with_name("generators.py")
-LEDGER = Path(__file__).with_name("ledger.py")
-
-
-def ledger_hook(directory: Path, labels: bool = False) -> str:
-    """The override that attaches the sample ledger (tests/integration/ledger.py) to a run."""
-    flag = "true" if labels else "false"
-    return (f'train.step_hooks=[{{use = "{LEDGER}:SampleLedger", dir = "{directory}", '
-            f'labels = {flag}}}]')
+GENERATORS = REPO / "benchmarks" / "kit" / "generators.py"
+LEDGER = REPO / "benchmarks" / "kit" / "ledger.py"
 
 
 def write_config(tmp_path: Path, url: str, topic: str, partitions: int = 4, extra: str = "",
@@ -167,18 +161,6 @@ def read_ledger(directory: Path, up_to_step: int | None = None) -> list[int]:
     """Ids trained in one run; with `up_to_step`, only those a later resume kept (the steps
     after the checkpoint it resumed from were rolled back with the model)."""
     return [key for key, _ in read_labelled_ledger(directory, up_to_step)]
-
-
-def read_labelled_ledger(directory: Path, up_to_step: int | None = None
-                         ) -> list[tuple[int, float | None]]:
-    """(id, label or None) of every trained sample, as `read_ledger`."""
-    out: list[tuple[int, float | None]] = []
-    for file in sorted(directory.glob("rank-*.ids")):
-        for line in file.read_text().split("\n")[:-1]:  # not a line cut by kill -9
-            parts = line.split()
-            if up_to_step is None or int(parts[0]) <= up_to_step:
-                out.append((int(parts[1]), float(parts[2]) if len(parts) == 3 else None))
-    return out
 
 
 @dataclass

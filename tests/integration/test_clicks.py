@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.kit.generators import skewed_ids
 from examples.clicks.producer import outcomes
 from hvd_online.state.checkpoint import load_latest_checkpoint
 from hvd_online.state.run_dir import RunLayout
-from tests.integration.generators import skewed_ids
 from tests.integration.harness import (
     GENERATORS,
     REPO,

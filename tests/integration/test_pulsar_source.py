@@ -12,13 +12,13 @@ import time
 import pulsar
 import pytest
 
+from benchmarks.kit.stragglers import freeze
 from streams.pulsar.client import connect
 from streams.pulsar.cursor import DurableCursor
 from streams.pulsar.producer import PartitionedProducer
 from streams.pulsar.pulsar_source import PulsarPartitionSource, message_position
 from streams.pulsar.topics import partition_topic
 from tests.integration.harness import REPO, wait_until
-from tests.integration.stragglers import freeze
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""Stream generators for integration tests (named from test configs as file.py:function)."""
+"""Stream generators of the integration tests and the soak (named from configs as
+file.py:function)."""
 
 from collections.abc import Iterator
 
