@@ -163,7 +163,8 @@ class EventLabelJoin:
         """Take what arrived (events first, then labels), then expire what the watermark
         has passed. `published_ms`: when the newest of these records was published (on
         this join's clock), if known: it tells a replayed backlog from live data.
-        `connected`: False while an input's source cannot reach the broker."""
+        `connected`: False while an input's source cannot reach the broker (or cannot hand
+        its records over)."""
         out = JoinOutput()
         now = self.clock()
         if self._last_arrival is None or (connected and not self._connected):

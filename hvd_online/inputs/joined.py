@@ -171,6 +171,8 @@ class JoinedInput:
         expired = 0
         newest = newest_published(event_batches, label_batches)
         offline = {s.partition for s in self.sources if not s.connected()}
+        if self.ahead.busy_s() >= self.config.idle_s / 2:
+            offline = set(self.joins)  # the events are held up, not quiet (`busy_s`)
         for partition, join in self.joins.items():
             out = join.push(
                 events=self._items(keys, event_times, event_values, event_parts == partition),

@@ -134,6 +134,7 @@ class PredictAhead:
         self._copy: PredictionCopy | None = None
         self._per_message = 1  # samples per message, the largest seen
         self._index = {s.partition: i for i, s in enumerate(self.sources)}
+        self._pass_started: float | None = None  # monotonic, while a pass is under way
         self.failure: BaseException | None = None
 
     # -- the training thread ------------------------------------------------------------------
@@ -180,6 +181,15 @@ class PredictAhead:
             self._ready.notify_all()  # room again for the stage
         return taken
 
+    def busy_s(self) -> float:
+        """How long the stage has been in its current pass (0 between passes). A pass that
+        lasts is a stage held up (its publish blocked: the predictions producer's queue full
+        while the broker is away), not an event stream gone quiet: the join must not
+        count silence on the events side as idle meanwhile (the soak lost 8 clicks to that
+        after a broker restart)."""
+        started = self._pass_started
+        return 0.0 if started is None else time.monotonic() - started
+
     def _handed_over(self, item: Predicted) -> None:
         source = self.sources[self._index[item.partition]]
         source.taken = item.messages.last_id
@@ -192,10 +202,12 @@ class PredictAhead:
             while not self._stop.is_set():
                 if not self._wait_for_room():
                     return
+                self._pass_started = time.monotonic()
                 items = self._read_pass()
                 if items:
                     self._predict_and_hand_over(items)
-                else:
+                self._pass_started = None
+                if not items:
                     self._stop.wait(POLL_S)
         except BaseException as err:  # noqa: BLE001 - raised on the training thread's take
             log.exception("the predictions stage failed")

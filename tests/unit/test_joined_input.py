@@ -73,13 +73,13 @@ def config_for(tmp_path: Path):
         [f'run.dir="{tmp_path}"'])
 
 
-def make(world, config, template, payloads, resume=None):
+def make(world, config, template, payloads, resume=None, sink=None):
     events, labels, _ = payloads
     snapshots = resume.state.sources if resume else {}
     ev = [TestingSource(p, events[p], snapshots.get(f"ev-{p}"), key=f"ev-{p}") for p in (0, 1)]
     lab = [TestingSource(p, labels[p], snapshots.get(f"lab-{p}"), key=f"lab-{p}")
            for p in (0, 1)]
-    sink = ListSink()
+    sink = ListSink() if sink is None else sink
     step_input = JoinedInput(config.join, template, ev, lab,
                              (RecordCodec(template.event_schema),
                               RecordCodec(template.label_schema)),
@@ -143,3 +143,38 @@ def test_templates_without_event_and_label_schemas_are_refused(world, tmp_path):
     with pytest.raises(ConfigError, match="needs event_schema, label_schema"):
         JoinedInput(config.join, Linear(), [], [], (None, None), (None, None), ListSink(),
                     64, 0.005)
+
+
+class StallingSink(ListSink):
+    """A predictions topic whose producer blocks once for `seconds` (its queue full while
+    the broker restarts), as the soak saw after a broker restart."""
+
+    def __init__(self, after: int, seconds: float) -> None:
+        super().__init__()
+        self.after, self.seconds, self.stalled = after, seconds, False
+
+    def publish(self, keys, payloads) -> None:
+        if not self.stalled and len(self.messages) >= self.after:
+            self.stalled = True
+            time.sleep(self.seconds)
+        super().publish(keys, payloads)
+
+
+def test_a_stalled_predictions_stage_is_not_an_idle_event_stream(world, tmp_path):
+    """Labels go on arriving while the stage that hands events over is blocked (publishing
+    predictions to a broker that is not back yet) for 5x `idle_s`: the events input is late,
+    not idle, so no label is dropped as an orphan and every click is joined."""
+    template = Clicks()
+    payloads = streams(template, int(time.time() * 1000))
+    clicked = payloads[2]
+    config = config_for(tmp_path)
+    sink = StallingSink(after=N // 4, seconds=1.0)
+    trainer, _, trained, _ = make(world, config, template, payloads, sink=sink)
+    deadline = time.monotonic() + 60
+    for report in trainer.run():
+        if report.samples_total >= N or time.monotonic() > deadline:
+            break
+    assert sink.stalled, "the stage stalled"
+    assert report.join["totals"]["orphan_labels"] == 0, report.join
+    assert sorted(k for _, k, _ in trained) == list(range(N))
+    assert {k for _, k, y in trained if y == 1.0} == clicked
