@@ -3,7 +3,10 @@ item table of 32 wide, their dot product) with two `DynamicEmbedding`s, and with
 `keras.layers.Embedding`s sized to the whole ID space, trained on the same stream through
 the same lockstep step (one rank, in-process), events/s after a warm-up.
 
-    python -m benchmarks.table_throughput [--batch 256 --events 60000]
+    python -m benchmarks.table_throughput [--batch 256 --events 60000 --repeats 5]
+
+Each figure is the median of `--repeats` runs, the three kinds interleaved run by run (one
+run of each swung by up to 1.7x here).
 
 Two ID spaces: MovieLens-100K's (943 users, 1,682 movies, the ratings in time order) and a
 generated one 100x wider (100,000 users and 20,000 items, Zipf popularity), where a fixed
@@ -80,10 +83,19 @@ def events_per_s(model: keras.Model, x: np.ndarray, y: np.ndarray, batch: int,
     return (len(x) - counted) / (time.perf_counter() - start)
 
 
+def _previous_round(path: Path) -> dict[str, Any]:
+    """What the results file held before this run (its figures go beside this run's)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     warm_up = 20 * args.batch
@@ -92,23 +104,37 @@ def main(argv: list[str] | None = None) -> int:
                                        "generated, 100k x 20k IDs":
                                            generated_stream(args.events)}.items():
         x, y = x[: args.events], y[: args.events]
-        rates = {}
-        for kind in ("fixed", "adam", "sgd"):
-            keras.utils.set_random_seed(0)
-            model = two_towers(users, items, None if kind == "fixed" else kind)
-            rates[kind] = round(events_per_s(model, x, y, args.batch, warm_up))
+        runs: dict[str, list[float]] = {"fixed": [], "adam": [], "sgd": []}
+        for _ in range(args.repeats):
+            for kind, seen in runs.items():
+                keras.utils.set_random_seed(0)
+                model = two_towers(users, items, None if kind == "fixed" else kind)
+                seen.append(events_per_s(model, x, y, args.batch, warm_up))
+        rates = {kind: round(float(np.median(seen))) for kind, seen in runs.items()}
         results[name] = {"users": users, "items": items, "events": len(x), **rates,
+                         "runs": {kind: [round(r) for r in seen] for kind, seen in runs.items()},
                          "adam_vs_fixed": round(rates["adam"] / rates["fixed"], 3),
                          "sgd_vs_fixed": round(rates["sgd"] / rates["fixed"], 3)}
         print(json.dumps({name: results[name]}), flush=True)
-    report = {"settings": vars(args), "dim": DIM, "results": results}
-    write_results(args.out, report)
-    print("| ID space | fixed Embeddings | dynamic, lazy Adam | dynamic, SGD | "
-          "Adam vs fixed | SGD vs fixed |")
-    print("|---|---|---|---|---|---|")
+    previous = _previous_round(Path(args.out))
+    lines = ["| ID space | fixed Embeddings | dynamic, lazy Adam | dynamic, SGD | "
+             "Adam vs fixed | SGD vs fixed | last round: Adam, SGD vs fixed |",
+             "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        print(f"| {name} | {r['fixed']:,} | {r['adam']:,} | {r['sgd']:,} | "
-              f"{r['adam_vs_fixed']:.2f} | {r['sgd_vs_fixed']:.2f} |")
+        before = previous.get("results", {}).get(name)
+        last = (f"{before['adam_vs_fixed']:.2f}, {before['sgd_vs_fixed']:.2f}" if before
+                else "-")
+        lines.append(f"| {name} | {r['fixed']:,} | {r['adam']:,} | {r['sgd']:,} | "
+                     f"{r['adam_vs_fixed']:.2f} | {r['sgd_vs_fixed']:.2f} | {last} |")
+    table = "\n".join(lines)
+    command = (f"python -m benchmarks.table_throughput --batch {args.batch} "
+               f"--events {args.events} --repeats {args.repeats}")
+    report = {"command": command, "settings": vars(args), "dim": DIM, "table": table,
+              "results": results,
+              "last_round": {"commit": previous.get("commit"),
+                             "results": previous.get("results")}}
+    write_results(args.out, report)
+    print(table)
     return 0
 
 
