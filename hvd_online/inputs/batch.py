@@ -51,6 +51,14 @@ class StepInput(Protocol):
         """The samples of step `step` (called on the training thread, between steps)."""
         ...
 
+    def drain(self) -> bool:
+        """At a clean stop, before one last take: stop reading ahead, so that the last take
+        gets everything read (and predicted) so far and the final checkpoint covers it; then
+        nothing predicted is read, and published, again after a restart. True if the input
+        reads ahead (then the trainer makes that last take and step), the same on every
+        rank."""
+        ...
+
     def stop(self) -> None:
         """After the last take (stops any thread the input started)."""
         ...

@@ -120,6 +120,10 @@ class JoinedInput:
     def start(self, make_copy: Callable[[], PredictionCopy]) -> None:
         self.ahead.start(make_copy())
 
+    def drain(self) -> bool:
+        self.ahead.stop()  # its pass under way ends and is handed over; no more reads
+        return True
+
     def stop(self) -> None:
         self.ahead.stop()
 

@@ -33,6 +33,10 @@ class LabelledInput:
     def start(self, make_copy: Callable[[], PredictionCopy]) -> None:
         """Nothing to predict here."""
 
+    def drain(self) -> bool:
+        """Nothing read ahead: a step's take is what its checkpoint covers."""
+        return False
+
     def stop(self) -> None:
         """No thread of its own."""
 

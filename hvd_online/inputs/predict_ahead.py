@@ -148,12 +148,15 @@ class PredictAhead:
         self._thread.start()
 
     def stop(self) -> None:
+        """The stage ends after the pass under way (handed over); `take` then returns what
+        waits without waiting for more. Twice is fine."""
         self._stop.set()
         with self._ready:
             self._ready.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
             sys.setswitchinterval(self._switch_interval)
+            self._thread = None
 
     def refresh(self, step: int) -> None:
         """Between steps: the stage predicts with the weights of `step` from now on."""

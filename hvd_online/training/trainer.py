@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 StepHook = Callable[[int, np.ndarray], None]
 
 
+#: stops that first take what the input read ahead (`StepInput.drain`); not the sample and
+#: step limits, which one more step would overrun
+DRAINED_STOPS = (Flag.SIGTERM.value, Flag.STOP.value, Flag.IDLE.value)
+
+
 class OnlineTrainer:
     def __init__(self, config: Config, template: ModelTemplate, world: World,
                  step_input: StepInput, partitions: int, controls: Controls | None = None,
@@ -152,6 +157,8 @@ class OnlineTrainer:
         #: flags raised and input sums since the last step that reached every rank
         flags: set[Flag] = set()
         sums: Counter[str] = Counter()
+        #: the stop waiting for one last step that takes what the input read ahead
+        draining: str | None = None
         while True:
             t0 = time.monotonic()
             batch = self.input.take(self.progress.step)
@@ -187,7 +194,11 @@ class OnlineTrainer:
             response = (self.drift.after_step(x, y, fields["loss"], count)
                         if self.drift and outcome.applied else None)
             step_flags = self.layout.flags(summed)
-            stopped = self._stop_reason(step_flags)
+            stopped = draining or self._stop_reason(step_flags)
+            if not draining and stopped in DRAINED_STOPS and self.input.drain():
+                # every rank agrees on both (summed flags, the same input kind): one more
+                # step, then the checkpoint covers every event predicted (none republished)
+                draining, stopped = stopped, None
             checkpoint = (self.checkpoints.save()
                           if self.checkpoints.due(step_flags, stopped is not None) else None)
             yield StepReport(

@@ -178,3 +178,44 @@ def test_a_stalled_predictions_stage_is_not_an_idle_event_stream(world, tmp_path
     assert report.join["totals"]["orphan_labels"] == 0, report.join
     assert sorted(k for _, k, _ in trained) == list(range(N))
     assert {k for _, k, y in trained if y == 1.0} == clicked
+
+
+class StopAfterSink(ListSink):
+    """A predictions topic that asks the trainer to stop once it holds `after` predictions,
+    then takes 0.2 s a publish: the stop comes with most of the stream unread."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.controls = after, None
+
+    def publish(self, keys, payloads) -> None:
+        if len(self.messages) >= self.after:
+            self.controls.request("stop")
+            time.sleep(0.2)
+        super().publish(keys, payloads)
+
+
+def test_a_clean_stop_republishes_no_prediction_after_the_restart(world, tmp_path):
+    """A stop takes what the predictions stage read ahead in one last step, so the final
+    checkpoint covers every event predicted: the restart predicts (and publishes) each of
+    the others once, none a second time, and every event is still trained once."""
+    template = Clicks()
+    payloads = streams(template, int(time.time() * 1000))
+    config = config_for(tmp_path)
+    sink = StopAfterSink(after=N // 5)
+    trainer, _, first, sink.controls = make(world, config, template, payloads, sink=sink)
+    for report in trainer.run():
+        pass
+    assert report.stopped == "stop" and report.checkpoint is not None
+    found = load_latest_checkpoint(RunLayout(tmp_path).checkpoints)
+    resumed, sink2, second, _ = make(world, config, template, payloads,
+                                     Resume(found.state, checkpoint=found))
+    deadline = time.monotonic() + 60
+    for report in resumed.run():
+        if report.samples_total >= N or time.monotonic() > deadline:
+            break
+    before, after = [k for k, _ in sink.messages], [k for k, _ in sink2.messages]
+    assert before and after, "the stop came mid-stream"
+    assert not set(before) & set(after), "a prediction published again after a clean stop"
+    assert sorted(before + after) == list(range(N))
+    assert sorted(k for _, k, _ in first + second) == list(range(N))
