@@ -172,15 +172,17 @@ class DynamicEmbedding(keras.layers.Layer):
         row_ids = self.row_ids.value
         chosen = self._rows_for(tf.size(new), row_ids, self.last_seen.value, step)
         taken = tf.size(chosen)
-        evicted = tf.reduce_sum(tf.cast(tf.gather(row_ids, chosen) >= 0, tf.int64))
+        before = tf.gather(row_ids, chosen)
+        gone = tf.boolean_mask(before, before >= 0)  # the IDs evicted
         index = chosen[:, None]
         self.row_ids.value.scatter_nd_update(index, new[:taken])
         self.last_seen.value.scatter_nd_update(index, tf.fill([taken], step))
         self.embeddings.value.scatter_nd_update(index, self._fresh_rows(chosen, step))
         for slot in self.slots:
             slot.value.scatter_nd_update(index, tf.zeros((taken, self.dim), tf.float32))
-        tf.cond(taken > 0, self._write_index, lambda: None)
-        return taken, evicted
+        tf.cond(taken > 0, lambda: self._update_index(gone, new[:taken], chosen),
+                lambda: None)
+        return taken, tf.cast(tf.size(gone), tf.int64)
 
     def _rows_for(self, wanted: tf.Tensor, row_ids: tf.Tensor, last_seen: tf.Tensor,
                   step: tf.Tensor) -> tf.Tensor:
@@ -193,8 +195,12 @@ class DynamicEmbedding(keras.layers.Layer):
         # owned rows only: every free row is taken already (and a free row looks quiet too)
         quiet = tf.cast(tf.where((row_ids[1:] >= 0)
                                  & (step - last_seen[1:] >= self.ttl_steps))[:, 0] + 1, tf.int32)
-        oldest = tf.argsort(tf.gather(last_seen, quiet), stable=True)  # rows ascend: ties
-        return tf.concat([free, tf.gather(quiet, oldest[:missing])], 0)
+        # the `missing` seen longest ago: top_k, not a sort of every quiet row (the scale
+        # test's table is full and ~100k rows are quiet); on a tie the lower index, and so
+        # the lower row, comes first
+        oldest = tf.math.top_k(-tf.gather(last_seen, quiet),
+                               k=tf.minimum(missing, tf.size(quiet))).indices
+        return tf.concat([free, tf.gather(quiet, oldest)], 0)
 
     def _sighted(self, ids: tf.Tensor, times: tf.Tensor) -> tf.Tensor:
         """Count these sightings in the sketch; each ID's count so far (an upper bound)."""
@@ -212,16 +218,25 @@ class DynamicEmbedding(keras.layers.Layer):
                                  tf.constant(np.uint64(self.sketch_width)))
         return tf.cast(cells, tf.int64)
 
-    def _write_index(self) -> None:
-        row_ids = self.row_ids.value
-        owned = tf.cast(tf.where(row_ids >= 0)[:, 0], tf.int32)
-        ids = tf.gather(row_ids, owned)
-        order = tf.argsort(ids, stable=True)
-        pad = self.capacity - tf.size(owned)
-        self.sorted_ids.value.assign(tf.concat([tf.gather(ids, order),
-                                                tf.fill([pad], tf.constant(NO_ID))], 0))
-        self.sorted_rows.value.assign(tf.concat([tf.gather(owned, order),
-                                                 tf.zeros([pad], tf.int32)], 0))
+    def _update_index(self, gone: tf.Tensor, new: tf.Tensor, rows: tf.Tensor) -> None:
+        """The sorted index without the `gone` IDs and with the `new` ones (ascending) at
+        `rows`: a merge of the two sorted lists, one pass over the table, not a sort of it
+        (sorting 200,000 IDs a step was most of the scale test's step)."""
+        sorted_ids, sorted_rows = self.sorted_ids.value, self.sorted_rows.value
+        at = tf.searchsorted(sorted_ids, gone)  # each is in the index
+        keep = tf.tensor_scatter_nd_update(tf.ones([self.capacity], tf.bool), at[:, None],
+                                           tf.zeros(tf.shape(gone), tf.bool))
+        kept_ids = tf.boolean_mask(sorted_ids, keep)  # the padding (NO_ID) stays last
+        kept_rows = tf.boolean_mask(sorted_rows, keep)
+        new_at = tf.searchsorted(kept_ids, new) + tf.range(tf.size(new))
+        kept_at = tf.range(tf.size(kept_ids)) + tf.searchsorted(new, kept_ids)
+        where = tf.concat([new_at, kept_at], 0)[:, None]
+        size = tf.size(where)[None]
+        # rows taken <= free + evicted: only padding falls past the capacity
+        self.sorted_ids.value.assign(
+            tf.scatter_nd(where, tf.concat([new, kept_ids], 0), size)[: self.capacity])
+        self.sorted_rows.value.assign(
+            tf.scatter_nd(where, tf.concat([rows, kept_rows], 0), size)[: self.capacity])
 
     def _fresh_rows(self, rows: Any, step: Any) -> tf.Tensor:
         """Initial weights of `rows`, uniform in [-0.05, 0.05): a hash of (seed, step, row,

@@ -189,3 +189,27 @@ def test_sgd_moves_a_row_by_its_rate_times_the_sum_of_its_samples_gradients():
 def test_a_bad_table_optimizer_is_refused_naming_the_choices():
     with pytest.raises(ValueError, match="'adam' or 'sgd'"):
         DynamicEmbedding(2, 4, column=0, optimizer="adagrad")
+
+
+def test_the_index_merged_step_by_step_equals_one_sorted_from_scratch():
+    """The ID -> row index is merged (evicted IDs out, new ones in) rather than sorted anew
+    each step: after every step of a stream that fills the table and evicts, it is the sorted
+    list of the owned rows' IDs, padded, and every owned ID finds its row."""
+    from hvd_online.model.dynamic_embedding import NO_ID
+
+    layer = table(capacity=50, ttl_steps=3)
+    rng = np.random.default_rng(5)
+    evictions = 0
+    for step in range(1, 120):
+        layer.admit(rng.integers(0, 1000, rng.integers(1, 30)), step)
+        row_ids = layer.row_ids.numpy()
+        owned = np.flatnonzero(row_ids >= 0)
+        order = np.argsort(row_ids[owned])
+        expected = np.full(50, NO_ID, np.int64)
+        expected[: len(owned)] = row_ids[owned][order]
+        np.testing.assert_array_equal(layer.sorted_ids.numpy(), expected)
+        np.testing.assert_array_equal(layer.sorted_rows.numpy()[: len(owned)], owned[order])
+        found = layer.rows_of(tf.constant(row_ids[owned], tf.int64)).numpy()
+        np.testing.assert_array_equal(found, owned)
+        evictions = layer.counters()["evictions"]
+    assert evictions > 100 and layer.counters()["size"] == 50
