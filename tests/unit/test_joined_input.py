@@ -204,8 +204,7 @@ def test_a_clean_stop_republishes_no_prediction_after_the_restart(world, tmp_pat
     config = config_for(tmp_path)
     sink = StopAfterSink(after=N // 5)
     trainer, _, first, sink.controls = make(world, config, template, payloads, sink=sink)
-    for report in trainer.run():
-        pass
+    report = list(trainer.run())[-1]
     assert report.stopped == "stop" and report.checkpoint is not None
     found = load_latest_checkpoint(RunLayout(tmp_path).checkpoints)
     resumed, sink2, second, _ = make(world, config, template, payloads,
