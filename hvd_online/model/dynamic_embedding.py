@@ -189,18 +189,35 @@ class DynamicEmbedding(keras.layers.Layer):
         """Rows for `wanted` new IDs, in order: free rows (lowest first), then the least
         recently seen rows quiet for `ttl_steps` (oldest first, lowest row on a tie); fewer
         when the table is full and not enough are quiet. Picked for the whole step at once:
-        one pass over the table, not one per new ID (the scale test inserts ~100 a step)."""
-        free = tf.cast(tf.where(row_ids[1:] < 0)[:, 0] + 1, tf.int32)[:wanted]
+        one pass over the table, not one per new ID (the scale test inserts ~100 a step).
+        A full table skips the search for free rows, and the oldest quiet rows are a top_k,
+        not a sort (each pass over 200,000 rows costs ~1 ms here)."""
+        owned = self.stats.value[0] - self.stats.value[1]  # inserts - evictions
+        free = tf.cond(owned < self.capacity,
+                       lambda: tf.cast(tf.where(row_ids[1:] < 0)[:, 0] + 1, tf.int32)[:wanted],
+                       lambda: tf.zeros([0], tf.int32))
         missing = tf.maximum(wanted - tf.size(free), 0)
-        # owned rows only: every free row is taken already (and a free row looks quiet too)
-        quiet = tf.cast(tf.where((row_ids[1:] >= 0)
-                                 & (step - last_seen[1:] >= self.ttl_steps))[:, 0] + 1, tf.int32)
-        # the `missing` seen longest ago: top_k, not a sort of every quiet row (the scale
-        # test's table is full and ~100k rows are quiet); on a tie the lower index, and so
-        # the lower row, comes first
-        oldest = tf.math.top_k(-tf.gather(last_seen, quiet),
-                               k=tf.minimum(missing, tf.size(quiet))).indices
-        return tf.concat([free, tf.gather(quiet, oldest)], 0)
+
+        # on a tie top_k gives the lower index (the lower row) first
+        def oldest_quiet() -> tf.Tensor:
+            # owned rows only: the free rows are taken already (and a free row looks quiet)
+            quiet = (row_ids[1:] >= 0) & (step - last_seen[1:] >= self.ttl_steps)
+            k = tf.minimum(missing, tf.reduce_sum(tf.cast(quiet, tf.int32)))
+            age = tf.where(quiet, -last_seen[1:], tf.int64.min)
+            return tf.math.top_k(age, k=k).indices + 1
+
+        def oldest_of_a_full_table() -> tf.Tensor:
+            # every row owned (the usual case): the oldest rows, of which the quiet ones
+            k = tf.minimum(missing, self.capacity)
+            oldest = tf.math.top_k(-last_seen[1:], k=k).indices + 1
+            return tf.boolean_mask(oldest, step - tf.gather(last_seen, oldest)
+                                   >= self.ttl_steps)
+
+        evicted = tf.cond(missing > 0,
+                          lambda: tf.cond(tf.size(free) > 0, oldest_quiet,
+                                          oldest_of_a_full_table),
+                          lambda: tf.zeros([0], tf.int32))
+        return tf.concat([free, evicted], 0)
 
     def _sighted(self, ids: tf.Tensor, times: tf.Tensor) -> tf.Tensor:
         """Count these sightings in the sketch; each ID's count so far (an upper bound)."""
@@ -220,23 +237,30 @@ class DynamicEmbedding(keras.layers.Layer):
 
     def _update_index(self, gone: tf.Tensor, new: tf.Tensor, rows: tf.Tensor) -> None:
         """The sorted index without the `gone` IDs and with the `new` ones (ascending) at
-        `rows`: a merge of the two sorted lists, one pass over the table, not a sort of it
-        (sorting 200,000 IDs a step was most of the scale test's step)."""
-        sorted_ids, sorted_rows = self.sorted_ids.value, self.sorted_rows.value
-        at = tf.searchsorted(sorted_ids, gone)  # each is in the index
-        keep = tf.tensor_scatter_nd_update(tf.ones([self.capacity], tf.bool), at[:, None],
-                                           tf.zeros(tf.shape(gone), tf.bool))
-        kept_ids = tf.boolean_mask(sorted_ids, keep)  # the padding (NO_ID) stays last
-        kept_rows = tf.boolean_mask(sorted_rows, keep)
-        new_at = tf.searchsorted(kept_ids, new) + tf.range(tf.size(new))
-        kept_at = tf.range(tf.size(kept_ids)) + tf.searchsorted(new, kept_ids)
-        where = tf.concat([new_at, kept_at], 0)[:, None]
-        size = tf.size(where)[None]
-        # rows taken <= free + evicted: only padding falls past the capacity
-        self.sorted_ids.value.assign(
-            tf.scatter_nd(where, tf.concat([new, kept_ids], 0), size)[: self.capacity])
-        self.sorted_rows.value.assign(
-            tf.scatter_nd(where, tf.concat([rows, kept_rows], 0), size)[: self.capacity])
+        `rows`: a merge of two sorted lists in a few gathers over the table, not a sort
+        (sorting 200,000 IDs a step was most of the scale test's step; a scatter of them
+        took 10 ms, masking or stacking them 1.5-3 ms each here)."""
+        size = self.capacity
+        ids, index_rows = tf.identity(self.sorted_ids.value), tf.identity(self.sorted_rows.value)
+        removed = tf.sort(tf.searchsorted(ids, gone))  # their positions (each is in the index)
+        count = tf.size(new)
+        # each new ID's place: the kept IDs below it, plus the new ones before it
+        below = tf.searchsorted(ids, new)
+        new_at = below - tf.searchsorted(removed, below) + tf.range(count)
+        merged = size - tf.size(removed) + count  # >= size: an insert evicts or takes a free row
+        is_new = tf.tensor_scatter_nd_update(tf.zeros([merged], tf.int32), new_at[:, None],
+                                             tf.ones([count], tf.int32))[:size]
+        new_so_far = tf.cumsum(is_new)
+        # the k-th kept entry's old position: k plus the removed positions r_i with r_i - i <= k
+        kept = tf.range(size) - new_so_far
+        shifted = removed - tf.range(tf.size(removed))
+        old = tf.clip_by_value(kept + tf.searchsorted(shifted, kept, side="right"), 0, size - 1)
+        inserted = tf.maximum(new_so_far - 1, 0)
+        fresh = is_new > 0  # past `size` there was padding only
+        self.sorted_ids.value.assign(tf.where(fresh, tf.gather(new, inserted),
+                                              tf.gather(ids, old)))
+        self.sorted_rows.value.assign(tf.where(fresh, tf.gather(rows, inserted),
+                                               tf.gather(index_rows, old)))
 
     def _fresh_rows(self, rows: Any, step: Any) -> tf.Tensor:
         """Initial weights of `rows`, uniform in [-0.05, 0.05): a hash of (seed, step, row,
