@@ -4,6 +4,8 @@ is seen often enough, rows of IDs gone quiet are reused, and the table never out
 
     user = DynamicEmbedding(dim=32, capacity=200_000, column=0)(x)   # x: int64 IDs, (n, k)
 
+- IDs are int64 >= 0 (hash signed IDs into that range): a negative ID always gets the default
+  row, as an unknown one does.
 - Row 0 is the shared default row: an ID maps to it until it has been seen `min_count` times
   (counted in a count-min sketch, so unseen IDs cost no memory), and when the table is full
   with nothing evictable (counted as `full`).
@@ -152,9 +154,11 @@ class DynamicEmbedding(keras.layers.Layer):
         self.last_seen.value.scatter_nd_update(tf.boolean_mask(rows, known)[:, None],
                                                tf.fill([tf.reduce_sum(tf.cast(known, tf.int32))],
                                                        step))
-        new = tf.boolean_mask(unique, ~known)
+        # a negative ID is never admitted: -1 marks a free row in `row_ids`
+        unknown = ~known & (unique >= 0)
+        new = tf.boolean_mask(unique, unknown)
         if self.min_count > 1:
-            counts = self._sighted(new, tf.boolean_mask(seen, ~known))
+            counts = self._sighted(new, tf.boolean_mask(seen, unknown))
             new = tf.boolean_mask(new, counts >= self.min_count)
         taken, evicted = tf.cond(tf.size(new) > 0, lambda: self._insert(new, step),
                                  lambda: (tf.constant(0), tf.constant(0, tf.int64)))

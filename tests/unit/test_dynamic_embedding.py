@@ -213,3 +213,14 @@ def test_the_index_merged_step_by_step_equals_one_sorted_from_scratch():
         np.testing.assert_array_equal(found, owned)
         evictions = layer.counters()["evictions"]
     assert evictions > 100 and layer.counters()["size"] == 50
+
+
+def test_a_negative_id_gets_the_default_row_and_takes_no_row():
+    """-1 marks a free row: a negative ID is never admitted (it used to take a row that
+    then looked free, and was overwritten by the next new ID)."""
+    layer = table(capacity=3)
+    assert layer.admit(np.array([-5, 3, -5]), step=1).tolist() == [0, 1, 0]
+    assert layer.admit(np.array([4]), step=2).tolist() == [2]
+    counters = layer.counters()
+    assert counters["inserts"] == 2 and counters["default_hits"] == 2 and counters["full"] == 0
+    assert layer.rows_of(tf.constant([3, 4, -5], tf.int64)).numpy().tolist() == [1, 2, 0]
