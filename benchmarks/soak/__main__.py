@@ -6,14 +6,15 @@ clicks-style join pipeline (impressions predicted on arrival, clicks joined late
 console on). Both streams are skewed and live from start to end; faults come on a seeded
 schedule (benchmarks/soak/faults.py); at the end every check of benchmarks/soak/check.py must
 hold, no process or port may be left, and each rank's RSS at its end must be within 10% of
-its RSS after warm-up (for ranks that lived long enough to say). Prints a report; writes it
-as JSON (--out).
+its RSS after warm-up (30 s after its job first trained with it; for ranks that lived long
+enough to say). Prints a report; writes it as JSON (--out).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import socket
@@ -104,7 +105,11 @@ def mount_tmpfs(directory: Path) -> Path | None:
 
 
 class RssSampler(threading.Thread):
-    """Every 5 s, each rank's resident memory: {(job, pid): [(seconds alive, MB), ...]}."""
+    """Every 5 s, each rank's resident memory and its job's ledger size:
+    {(job, pid): [(seconds alive, MB, samples trained), ...]}. A rank's warm-up counts from
+    when its job trains again after the rank started, not from its start: a relaunched rank
+    waits for its partitions, and one sampled 30 s after its start had not trained yet (594
+    MB, then 724 MB once training: judged "not within 10%")."""
 
     def __init__(self, jobs: list[Job]) -> None:
         super().__init__(daemon=True)
@@ -114,25 +119,31 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self.done.wait(5.0):
             for job in self.jobs:
-                for rank in job.ranks():
+                ranks = job.ranks()
+                trained = job.trained() if ranks else 0
+                for rank in ranks:
                     try:
                         alive = time.time() - rank.create_time()
                         mb = rank.memory_info().rss / 2**20
                     except psutil.Error:
                         continue
-                    self.samples.setdefault((job.name, rank.pid), []).append((alive, mb))
+                    self.samples.setdefault((job.name, rank.pid), []).append(
+                        (alive, mb, trained))
 
     def report(self) -> list[dict]:
         rows = []
         for (job, pid), points in sorted(self.samples.items()):
-            warm = [mb for alive, mb in points if alive >= WARM_UP_S]
+            # when the job first trained after this rank started
+            trains = next((alive for alive, _, n in points if n > points[0][2]), None)
+            warm_at = math.inf if trains is None else trains + WARM_UP_S
+            warm = [mb for alive, mb, _ in points if alive >= warm_at]
             lived = points[-1][0]
             rows.append({"job": job, "pid": pid, "lived_s": round(lived),
                          "rss_warm_mb": round(warm[0]) if warm else None,
                          "rss_end_mb": round(points[-1][1]),
                          # judged only for ranks that ran a minute past their warm-up
                          "within_10pct": (abs(points[-1][1] - warm[0]) <= 0.10 * warm[0]
-                                          if warm and lived >= WARM_UP_S + 60 else None)})
+                                          if warm and lived >= warm_at + 60 else None)})
         return rows
 
 
