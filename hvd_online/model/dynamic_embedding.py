@@ -57,7 +57,8 @@ SKETCH_DEPTH = 4
 COUNTERS = ("inserts", "evictions", "default_hits", "full")
 _PRIMES = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                     0x27D4EB2F165667C5], dtype=np.uint64)
-#: each table's compiled admission (`DynamicEmbedding._admission`)
+#: each table's compiled admission (`DynamicEmbedding._admission`); the compiled function
+#: holds its layer, so an entry lives as long as the process (only `admit()` callers add one)
 _ADMISSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -105,7 +106,6 @@ class DynamicEmbedding(keras.layers.Layer):
         self.sorted_ids.assign(np.full(self.capacity, NO_ID, np.int64))
         self.embeddings.assign(self._fresh_rows(np.arange(rows), step=0))
 
-
     # -- the forward pass: raw IDs -> rows -> vectors ---------------------------------------
 
     def rows_of(self, ids: tf.Tensor) -> tf.Tensor:
@@ -123,8 +123,8 @@ class DynamicEmbedding(keras.layers.Layer):
     # -- admission (compiled into the step; the same IDs on every rank) ---------------------
     # Compiled TensorFlow on the variables, in the training step's own call: in numpy on
     # eager copies of the variables it cost ~1.8 ms a table a step, and in a call of its own
-    # ~0.7 ms (a call costs ~0.3 ms here even empty); MovieLens' two tables ran at 0.25x a
-    # fixed `Embedding`'s events/s, then 0.7x.
+    # ~0.7 ms (a call costs ~0.3 ms here even empty). MovieLens' two tables: 0.25x a fixed
+    # `Embedding`'s events/s in numpy, 0.86x (lazy Adam) in the step (table_throughput.json).
 
     def admit(self, ids: np.ndarray, step: int) -> np.ndarray:
         """Sight `ids` at `step`: known IDs are refreshed, new ones seen `min_count` times get
