@@ -202,11 +202,23 @@ def test_a_partition_whose_first_entry_is_a_batch_is_read_whole(broker, client, 
     source then reads on through a reader, and the temporary subscription is gone."""
     publish(client, topic, 0, 500)  # batched: entry 0 holds many of them
     source = PulsarPartitionSource(client, topic, 0)
+    handover = source._leave_first_batch
+    at_handover = []
+
+    def leave_first_batch():
+        at_handover.append(source.stats()["duplicates"])
+        handover()
+
+    source._leave_first_batch = leave_first_batch
     assert drain(source, 500) == list(range(500))
     publish(client, topic, 500, 500)
     assert drain(source, 500) == list(range(500, 1000))
     assert isinstance(source._reader, pulsar.Reader), "past the first batch: a reader"
-    assert source.stats()["duplicates"] == 0
+    assert len(at_handover) == 1, "one handover"
+    # pulsar-lite may redeliver to the temporary (exclusive) consumer before the handover
+    # (dropped, counted; seen once in CI: the 500 of entry 0 again): the reader itself must
+    # start after the consumer's last message and replay nothing
+    assert source.stats()["duplicates"] == at_handover[0], "the reader replayed messages"
     source.close()
     log = (broker.data_dir / "broker.log").read_text()
     assert f"{partition_topic(topic, 0)}': out of range" not in log
