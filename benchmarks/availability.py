@@ -164,9 +164,11 @@ class ServingWatch:
                 continue
             self.seen.setdefault(status["version"], (status["created_ms"], status["step"]))
 
-    def longest_gap_s(self, after_ms: int) -> float:
-        """The longest time without a newly trained version, from `after_ms` (a fault) on."""
-        created = sorted({c for c, _ in self.seen.values() if c})
+    def longest_gap_s(self, after_ms: int, until_ms: int | None = None) -> float:
+        """The longest time without a newly trained version, from `after_ms` (a fault) on, to
+        `until_ms` (now by default: a stall not over yet counts too)."""
+        until_ms = int(time.time() * 1000) if until_ms is None else until_ms
+        created = sorted({c for c, _ in self.seen.values() if c} | {until_ms})
         gaps = [(b - max(a, after_ms)) / 1000
                 for a, b in zip(created, created[1:], strict=False) if b > after_ms]
         return max(gaps, default=0.0)
@@ -264,6 +266,13 @@ class Job:
         go = f"standby-{self.launches() + 1}.go"
         return sum(go in line and "standby: waiting" in line
                    for line in self.output.splitlines()) >= np
+
+    def console_standby_loaded(self) -> bool:
+        """The serving console's standby is loaded (`console.standby`): said after the
+        newest console started or took over."""
+        output = self.output
+        since = max(output.rfind("console at "), output.rfind("the standby takes over"))
+        return since >= 0 and "console standby: loaded" in output[since:]
 
     def console_url(self) -> str:
         return self.layout.console_url.read_text().strip()

@@ -80,6 +80,7 @@ def training_back(job: Job, after_ms: int, timeout: float) -> float:
 #: a relaunch's stages, by the first log line of each after the fault (HH:MM:SS: whole s)
 STAGES = (("launcher saw the job fail", r"training failed \(exit code"),
           ("resume state read (Horovod ready)", r"resuming from step"),
+          ("inputs opened, trainer built (restored)", r"Horovod ready in"),
           ("first step done (sources, restore, trace)", r"first step done"))
 
 
@@ -110,10 +111,15 @@ def one_fault(job: Job, name: str, fault: Callable[[], None], probes: list[Probe
               watch: ServingWatch, timeout: float) -> dict:
     if "rank" in name:  # the designed path: the next launch stands by (run.standby)
         wait_until(job.standby_ready, timeout, "the standby launch")
+    if "console" in name:  # the designed path: its standby is loaded
+        wait_until(job.console_standby_loaded, timeout, "the console's standby")
     start, start_ms = time.monotonic(), int(time.time() * 1000)
     fault()
     row: dict = {"fault": name}
     training_back(job, start_ms, timeout)
+    if "rank" in name:  # a version the dying launch still made does not count as back
+        wait_until(lambda: len(relaunch_stages(job.output, start_ms / 1000)) == len(STAGES),
+                   timeout, "the relaunch's first step")
     if "console" in name:
         wait_until(lambda: answers(job.console_url() + "api/status"), timeout, "the console")
         row["console_outage_s"] = round(time.monotonic() - start, 2)

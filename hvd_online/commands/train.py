@@ -34,7 +34,13 @@ from hvd_online.sync.collectives import World
 from hvd_online.sync.control import Controls, Flag
 from hvd_online.training.health import memory_breakdown
 from hvd_online.training.reports import StepReport
-from hvd_online.training.trainer import OnlineTrainer, StepHook, weights_digest
+from hvd_online.training.trainer import (
+    OnlineTrainer,
+    StepHook,
+    TrainingCore,
+    prepare_training,
+    weights_digest,
+)
 from streams.errors import AssignmentError
 
 log = logging.getLogger(__name__)
@@ -163,19 +169,42 @@ def train_command(config: Config, template: ModelTemplate) -> int:
 
 
 def wait_for_go(go: Path, poll_s: float = 0.02) -> None:
-    """A standby launch's rank (hvd_online/commands/supervisor.py): everything is imported;
-    wait here, before Horovod starts, until the launch before it failed. The supervisor ends
-    a standby it does not need with kill -9 of its process group."""
+    """A standby launch's rank (hvd_online/commands/supervisor.py): everything is imported
+    and its step traced; wait here, before Horovod starts (an initialised Horovod cycles:
+    ~15% of a core per idle rank, measured), until the launch before it failed. The
+    supervisor ends a standby it does not need with kill -9 of its process group."""
     log.info("standby: waiting for %s", go)
     while not go.exists():
         time.sleep(poll_s)
 
 
+def start_world(config: Config,
+                template: ModelTemplate) -> tuple[World, TrainingCore | None, float]:
+    """Horovod started; for a standby launch's rank, its model built and its step traced
+    before its go (measured on the MLP demo: the trace took 4-7 of the 7-9 s from a kill -9
+    to training again, two ranks tracing at once beside the console's start); and when the
+    start began (for a standby: its go)."""
+    go, planned = os.environ.get(STANDBY_ENV), collectives.planned_world()
+    threads, pin = config.train.threads, config.train.pin_cores
+    if not go:
+        began = time.monotonic()
+        return collectives.init_world(threads, pin), None, began
+    core = None
+    if planned is not None:
+        collectives.pin_threads(planned, threads, pin)
+        with collectives.tracing_before_init(planned.size):
+            core = prepare_training(config, template, planned.size)
+    wait_for_go(Path(go))
+    began = time.monotonic()
+    world = collectives.init_world(threads, pin, pinned=planned is not None)
+    if planned is not None and (world.rank, world.size) != (planned.rank, planned.size):
+        core = None  # not the world it was traced for (never seen): build it again
+    return world, core, began
+
+
 def _train(config: Config, template: ModelTemplate, layout: RunLayout) -> int:
-    go = os.environ.get(STANDBY_ENV)
-    if go:
-        wait_for_go(Path(go))
-    world = collectives.init_world(config.train.threads, config.train.pin_cores)
+    world, core, began = start_world(config, template)
+    ready_s = time.monotonic() - began
     controls = Controls()
     install_signal_handlers(controls)
     if world.is_chief:  # before the first collective: no rank of this run wrote one yet
@@ -184,9 +213,14 @@ def _train(config: Config, template: ModelTemplate, layout: RunLayout) -> int:
     with ExitStack() as stack:
         inputs = stack.enter_context(open_inputs(config, world, layout, template, resume))
         trainer = OnlineTrainer(config, template, world, inputs.step_input, inputs.partitions,
-                                controls, load_step_hooks(config, world, template), resume)
+                                controls, load_step_hooks(config, world, template), resume,
+                                core)
         consumers = stack.enter_context(report_consumers(config, world, layout, template,
                                                          controls, trainer))
+        # where a (re)launch's seconds go before its first step (benchmarks/failover.py)
+        log.info("rank %d: Horovod ready in %.2f s, inputs and trainer %.2f s more%s",
+                 world.rank, ready_s, time.monotonic() - began - ready_s,
+                 " (a standby launch: imports and trace done before)" if core else "")
         last = None
         drift_events: list[list[Any]] = []  # every rank's own record: they must agree
         for report in trainer.run():

@@ -71,6 +71,7 @@ def serve(spec: ConsoleSpec, reports: Any, controls: Any, ready: Any,
                          serving_dir=Path(spec.serving_dir))
     if go is not None:
         ready.send("loaded")
+        log.info("console standby: loaded, takes over if the console dies")
         while not go.poll(1.0):
             if os.getppid() != parent:
                 os._exit(0)

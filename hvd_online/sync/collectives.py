@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +51,36 @@ def core_share(cores: list[int], local_rank: int, local_size: int) -> list[int]:
     return cores[local_rank * share : (local_rank + 1) * share]
 
 
-def init_world(threads: int = 0, pin_cores: bool = True) -> World:
-    hvd.init()
+def init_world(threads: int = 0, pin_cores: bool = True, pinned: bool = False) -> World:
+    """`pinned`: `pin_threads` already ran (a standby launch's rank, which built and traced its
+    step before Horovod started): Horovod's threads still float."""
+    if pinned:  # the threads hvd.init() starts inherit this thread's cores: all of them
+        mine = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+        hvd.init()
+        os.sched_setaffinity(0, mine)
+    else:
+        hvd.init()
     world = World(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size(),
                   tuple(hvd.allgather_object(socket.gethostname())))
+    if not pinned:
+        pin_threads(world, threads, pin_cores)
+    return world
+
+
+def planned_world() -> World | None:
+    """The world horovodrun started this process in, from its environment, before
+    `hvd.init()` (None outside horovodrun)."""
+    try:
+        rank, size, local_rank, local_size = (int(os.environ[f"HOROVOD_{name}"]) for name in
+                                              ("RANK", "SIZE", "LOCAL_RANK", "LOCAL_SIZE"))
+    except (KeyError, ValueError):
+        return None
+    return World(rank, size, local_rank, local_size)
+
+
+def pin_threads(world: World, threads: int = 0, pin_cores: bool = True) -> None:
+    """This rank's cores and TensorFlow's thread pools: before TensorFlow runs its first op."""
     cores = sorted(os.sched_getaffinity(0))
     if pin_cores and world.local_size > 1:
         # Ranks of one host each keep to their own cores. Pins this thread and every thread
@@ -71,7 +99,20 @@ def init_world(threads: int = 0, pin_cores: bool = True) -> World:
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, per_rank)))
     except RuntimeError:  # TensorFlow already ran ops in this process (tests, notebooks)
         log.warning("TensorFlow is already initialised: keeping its thread settings")
-    return world
+
+
+@contextmanager
+def tracing_before_init(size: int) -> Iterator[None]:
+    """Trace steps before `hvd.init()` (a standby launch's rank): Horovod 0.28.1's
+    grouped_allreduce asks the global process set for its size, for sparse gradients, even
+    for a sum, where the value goes unused; before init that raises. The collective ops
+    themselves need Horovod only when they run."""
+    process_set = hvd.global_process_set
+    process_set.size = lambda: size  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del process_set.size
 
 
 def tf_variables(variables: list[Any]) -> list[tf.Variable]:

@@ -83,8 +83,10 @@ class LockstepStep:
     update everywhere.
     """
 
-    def __init__(self, trainable: Trainable, stats_len: int, world_size: int,
+    def __init__(self, trainable: Trainable, stats_len: int | None, world_size: int,
                  name: str = "hvd_online_step") -> None:
+        """`stats_len`: the stats vector's length (None: any; a step traced before the input,
+        which adds its counters, is open)."""
         model, optimizer = trainable.model, trainable.optimizer
         trainable_variables = model.trainable_variables
         self.tables = dynamic_tables(model)
@@ -157,7 +159,7 @@ def weighted_mean(values: Sequence[np.ndarray], weights: Sequence[float]) -> np.
 class LocalSGD:
     """Each step updates this rank's copy alone; every `every`-th step averages over ranks."""
 
-    def __init__(self, trainable: Trainable, stats_len: int, world_size: int, every: int,
+    def __init__(self, trainable: Trainable, stats_len: int | None, world_size: int, every: int,
                  name: str = "hvd_online_average") -> None:
         model, optimizer = trainable.model, trainable.optimizer
         if dynamic_tables(model):
@@ -182,7 +184,8 @@ class LocalSGD:
             applied, _ = apply_if_finite(optimizer, grads, count, loss_sum, trainable_variables)
             return tf.stack([loss_sum, metric_sum, count]), applied
 
-        @tf.function(input_signature=[tf.TensorSpec([stats_len + len(HEAD)], tf.float32),
+        head = None if stats_len is None else stats_len + len(HEAD)
+        @tf.function(input_signature=[tf.TensorSpec([head], tf.float32),
                                       tf.TensorSpec([2], tf.float32)])
         def average(stats: tf.Tensor, weight_and_skipped: tf.Tensor) -> tuple[tf.Tensor, ...]:
             weight = weight_and_skipped[0]
@@ -236,7 +239,7 @@ class LocalSGD:
         return summed.numpy(), int(round(float(totals.numpy()[1])))
 
 
-def make_synchroniser(trainable: Trainable, stats_len: int, world_size: int,
+def make_synchroniser(trainable: Trainable, stats_len: int | None, world_size: int,
                       sync_every: int) -> Synchroniser:
     if sync_every == 1:
         return LockstepStep(trainable, stats_len, world_size)

@@ -16,6 +16,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -37,12 +38,12 @@ from hvd_online.state.run_dir import RunLayout
 from hvd_online.sync.collectives import World
 from hvd_online.sync.control import Controls, Flag
 from hvd_online.sync.stats_vector import StatsLayout
-from hvd_online.sync.steps import Trainable, make_synchroniser
+from hvd_online.sync.steps import Synchroniser, Trainable, make_synchroniser
 from hvd_online.training.freshness import FreshnessHistogram, weighted_quantiles
 from hvd_online.training.health import ProcessHealth
 from hvd_online.training.reports import StepReport
 
-__all__ = ["OnlineTrainer", "StepHook", "weights_digest"]
+__all__ = ["OnlineTrainer", "StepHook", "TrainingCore", "prepare_training", "weights_digest"]
 
 RATE_WINDOW_STEPS = 50
 log = logging.getLogger(__name__)
@@ -57,10 +58,40 @@ StepHook = Callable[[int, np.ndarray], None]
 DRAINED_STOPS = (Flag.SIGTERM.value, Flag.STOP.value, Flag.IDLE.value)
 
 
+@dataclass(frozen=True)
+class TrainingCore:
+    """What a rank trains, built and its step traced (seconds of a start): the model, its
+    optimizer and the synchroniser. Needs neither the input nor a checkpoint, so a standby
+    launch's rank builds it before it is needed (hvd_online/commands/train.py)."""
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    trainable: Trainable
+    synchroniser: Synchroniser
+
+
+def prepare_training(config: Config, template: ModelTemplate, world_size: int) -> TrainingCore:
+    keras.utils.set_random_seed(config.train.seed)
+    model = build_model(template, config.model.pretrained)
+    optimizer = template.make_optimizer(config.train.learning_rate)
+    optimizer.build(model.trainable_variables)  # its slots exist before the step is traced
+    schema = template.schema
+    trainable = Trainable(
+        model, optimizer, template.per_sample_loss, template.per_sample_metric,
+        tf.TensorSpec((None, *schema.feature_shape), schema.dtype[schema.features].base),
+        tf.TensorSpec((None, *schema.label_shape), schema.dtype[schema.label].base))
+    # lockstep every step, or local SGD's steps and averages: the loop cannot tell; traced
+    # for a stats vector of any length (the input's counters are not known yet)
+    synchroniser = make_synchroniser(trainable, None, world_size, config.train.sync_every)
+    return TrainingCore(model, optimizer, trainable, synchroniser)
+
+
 class OnlineTrainer:
     def __init__(self, config: Config, template: ModelTemplate, world: World,
                  step_input: StepInput, partitions: int, controls: Controls | None = None,
-                 step_hooks: Sequence[StepHook] = (), resume: Resume | None = None) -> None:
+                 step_hooks: Sequence[StepHook] = (), resume: Resume | None = None,
+                 core: TrainingCore | None = None) -> None:
+        """`core`: built by `prepare_training` for this world's size (None: built here)."""
         self.config = config
         self.template = template
         self.world = world
@@ -69,14 +100,10 @@ class OnlineTrainer:
         self.controls = controls or Controls()
         self.step_hooks = list(step_hooks)
         self.layout = StatsLayout(world.size, partitions, step_input.counters)
-        keras.utils.set_random_seed(config.train.seed)
-        self.model = build_model(template, config.model.pretrained)
-        self.optimizer = template.make_optimizer(config.train.learning_rate)
-        schema = template.schema
-        trainable = Trainable(
-            self.model, self.optimizer, template.per_sample_loss, template.per_sample_metric,
-            tf.TensorSpec((None, *schema.feature_shape), schema.dtype[schema.features].base),
-            tf.TensorSpec((None, *schema.label_shape), schema.dtype[schema.label].base))
+        core = core or prepare_training(config, template, world.size)
+        self.model, self.optimizer = core.model, core.optimizer
+        self.synchroniser = core.synchroniser
+        trainable = core.trainable
         self.drift = self._make_drift_response(trainable)
         #: dynamic embedding tables, whose counters each report carries
         self.tables = dynamic_tables(self.model)
@@ -86,9 +113,6 @@ class OnlineTrainer:
             local=step_input.operators)
         self.checkpoints.restore(resume)
         self.progress = self.checkpoints.progress
-        #: lockstep every step, or local SGD's steps and averages: the loop cannot tell
-        self.synchroniser = make_synchroniser(trainable, self.layout.length, world.size,
-                                              config.train.sync_every)
         #: a copy of the weights for an input that predicts on its own thread (raw events)
         self._prediction_copy = partial(
             PredictionCopy, self.model, partial(build_model, template, config.model.pretrained),

@@ -76,6 +76,8 @@ def test_a_replica_answers_through_every_training_fault(tmp_path):
             assert probe.versions_never_back()
         assert job.output.count("relaunch") >= 2  # both rank kills were relaunches
         assert "the standby launch takes over" in job.output
+        # its ranks built the model and traced the step before the go: both say so
+        assert job.output.count("(a standby launch: imports and trace done before)") >= 2
         assert "the standby takes over" in job.output
         assert "restarting it on the same data and port" in job.output
 

@@ -1,5 +1,5 @@
-"""The unit tests' kit: a linear template, its records, and an in-process trainer (one
-Horovod rank) fed by in-memory TestingSources."""
+"""The unit tests' kit: a linear template and its records, a dynamic-embedding template, and
+an in-process trainer (one Horovod rank) fed by in-memory TestingSources."""
 
 from pathlib import Path
 
@@ -8,6 +8,7 @@ import numpy as np
 
 from hvd_online.config import load_config_text
 from hvd_online.inputs.labelled import LabelledInput
+from hvd_online.model.dynamic_embedding import DynamicEmbedding
 from hvd_online.model.template import ModelTemplate
 from hvd_online.training.trainer import OnlineTrainer
 from streams.codecs import RecordCodec
@@ -25,6 +26,24 @@ class Linear(ModelTemplate):
 
     def build_model(self) -> keras.Model:
         return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+
+
+class Ratings(ModelTemplate):
+    """user and item IDs -> a rating: dot product of their dynamic embeddings."""
+
+    loss, metric = "mse", "mae"
+
+    def __init__(self, capacity: int = 8) -> None:
+        self.capacity = capacity
+        self.schema = Schema.from_fields([("ids", "<i8", (2,)), ("y", "<f4")],
+                                         features="ids", label="y")
+
+    def build_model(self) -> keras.Model:
+        ids = keras.Input((2,), dtype="int64")
+        user = DynamicEmbedding(4, self.capacity, column=0, name="users")(ids)
+        item = DynamicEmbedding(4, self.capacity, column=1, name="items")(ids)
+        rating = keras.layers.Dot(axes=1)([user, item])
+        return keras.Model(ids, keras.layers.Dense(1)(rating))
 
 
 def payloads(template: Linear, n: int, seed: int = 0) -> list[bytes]:

@@ -10,33 +10,14 @@ import tensorflow as tf
 from hvd_online.errors import ConfigError
 from hvd_online.model.dynamic_embedding import DynamicEmbedding, dynamic_tables
 from hvd_online.model.saved_model import write_saved_model
-from hvd_online.model.template import ModelTemplate
 from hvd_online.sync.steps import LocalSGD, LockstepStep, Trainable
-from streams.schema import Schema
+from tests.unit.kit import Ratings
 
 
 def table(**options) -> DynamicEmbedding:
     layer = DynamicEmbedding(**{"dim": 3, "capacity": 4, "column": 0, **options})
     layer(np.zeros((1, 1), np.int64))  # built
     return layer
-
-
-class Ratings(ModelTemplate):
-    """user and item IDs -> a rating: dot product of their dynamic embeddings."""
-
-    loss, metric = "mse", "mae"
-
-    def __init__(self, capacity: int = 8) -> None:
-        self.capacity = capacity
-        self.schema = Schema.from_fields([("ids", "<i8", (2,)), ("y", "<f4")],
-                                         features="ids", label="y")
-
-    def build_model(self) -> keras.Model:
-        ids = keras.Input((2,), dtype="int64")
-        user = DynamicEmbedding(4, self.capacity, column=0, name="users")(ids)
-        item = DynamicEmbedding(4, self.capacity, column=1, name="items")(ids)
-        rating = keras.layers.Dot(axes=1)([user, item])
-        return keras.Model(ids, keras.layers.Dense(1)(rating))
 
 
 def test_an_id_gets_its_own_row_after_min_count_sightings():
