@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from hvd_online.commands.supervisor import STANDBY_ENV
 from hvd_online.state.run_dir import RunLayout
 
 REPO = Path(__file__).resolve().parents[1]
-MLP = REPO / "examples" / "mlp"
 
 
 @dataclass
@@ -184,10 +184,20 @@ class ServingWatch:
 
 def mlp_config(run_dir: Path) -> Path:
     """The MLP demo's config with absolute paths (runs from any folder) and free ports."""
-    text = (MLP / "config.toml").read_text()
-    text = text.replace('template = "model.py:', f'template = "{MLP}/model.py:')
-    text = text.replace('generator = "producer.py:', f'generator = "{MLP}/producer.py:')
-    text = text.replace("port = 8080", "port = 0\ngrpc_port = 0")
+    return example_config("mlp", run_dir)
+
+
+def example_config(example: str, run_dir: Path, url: str = "") -> Path:
+    """An example's config with absolute paths (runs from any folder), free ports, and the
+    broker at `url` (empty: the embedded one)."""
+    folder = REPO / "examples" / example
+    text = (folder / "config.toml").read_text()
+    text = text.replace('template = "model.py:', f'template = "{folder}/model.py:')
+    text = text.replace('generator = "producer.py:', f'generator = "{folder}/producer.py:')
+    text = re.sub(r"(?m)^port = \d+\n", "", text)
+    text = text.replace("[console]\n", "[console]\nport = 0\ngrpc_port = 0\n")
+    if url:
+        text = re.sub(r'(?m)^url = ""', f'url = "{url}"', text)
     text += "\n[serving]\nrest_port = 0\ngrpc_port = 0\nexport_every_s = 0\n"
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.toml"
@@ -237,10 +247,14 @@ class Job:
             return []
 
     def rank_pids(self) -> dict[int, int]:
+        """The training launch's ranks, by rank (not a standby launch's, still waiting)."""
         out = {}
         for child in self._children():
             try:
-                rank = child.environ().get("HOROVOD_RANK")
+                env = child.environ()
+                rank, go = env.get("HOROVOD_RANK"), env.get(STANDBY_ENV)
+                if go and not Path(go).exists():
+                    continue  # a standby launch's rank: its go file is not there yet
                 if rank is not None and "train" in child.cmdline():
                     out[int(rank)] = child.pid
             except psutil.Error:

@@ -12,12 +12,21 @@ training's outage (the longest time from the fault on without a newly trained mo
 as the replica reports them: a stall after a first version counts too); the console's (from
 the fault to its answering again).
 
-    .venv/bin/python -m benchmarks.failover [--repeats 2] [--rate 2000] [--out FILE]
+Then raw events (examples/clicks, the same rate, an even stream and one with 60% of its events
+on rank 1's partition 1), kill -9 of rank 1 and of rank 0: per fault, the longest time without
+a prediction published on the surviving rank's partitions and on the killed rank's, and how
+late the events of the 10 s after the fault were predicted (p99), from the predictions topic
+read back by a plain reader. Each kill waits for the standby launch (`run.standby`); the
+console's kill, for its standby to be loaded. ~20 minutes with the defaults.
+
+    .venv/bin/python -m benchmarks.failover [--repeats 2] [--rate 2000]
+                                            [--join-streams even,skewed] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -26,15 +35,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pulsar
+
 from benchmarks.availability import (
     Job,
     Probe,
     ServingWatch,
     answers,
+    example_config,
     mlp_config,
     wait_until,
 )
 from benchmarks.common import REPO, work_dir, write_results
+from benchmarks.join_latency import STREAMS as JOIN_STREAMS
+from streams.assignment import partitions_for_rank
+from streams.pulsar.broker import EmbeddedBroker, free_port
+from streams.pulsar.predictions import predictions_topic
 
 RESULTS = REPO / "benchmarks" / "results" / "failover.json"
 
@@ -110,12 +127,13 @@ def first_version(job: Job) -> bool:
 def one_fault(job: Job, name: str, fault: Callable[[], None], probes: list[Probe],
               watch: ServingWatch, timeout: float) -> dict:
     if "rank" in name:  # the designed path: the next launch stands by (run.standby)
-        wait_until(job.standby_ready, timeout, "the standby launch")
+        # (on 2 busy cores a standby takes 75-100 s to import and trace: clicks, measured)
+        wait_until(job.standby_ready, max(timeout, 300), "the standby launch")
     if "console" in name:  # the designed path: its standby is loaded
         wait_until(job.console_standby_loaded, timeout, "the console's standby")
     start, start_ms = time.monotonic(), int(time.time() * 1000)
     fault()
-    row: dict = {"fault": name}
+    row: dict = {"fault": name, "at_ms": start_ms}
     training_back(job, start_ms, timeout)
     if "rank" in name:  # a version the dying launch still made does not count as back
         wait_until(lambda: len(relaunch_stages(job.output, start_ms / 1000)) == len(STAGES),
@@ -136,9 +154,115 @@ def one_fault(job: Job, name: str, fault: Callable[[], None], probes: list[Probe
     return row
 
 
-def run(repeats: int, rate: float, probe_rate: float, settle: float, timeout: float) -> dict:
+#: raw events (examples/clicks, the predictions topic): the rank faults, on an even stream
+#: and one with 60% of the events on partition 1 (rank 1's)
+JOIN_FAULTS = ("kill -9 rank 1", "kill -9 rank 0")
+JOIN_PARTITIONS = 4
+
+
+def prediction_times(url: str, events_topic: str) -> dict[int, list[tuple[int, int]]]:
+    """Every message of the predictions topic, read back by a plain reader: by partition
+    (the event's key % partitions), (publish time, event time) in ms, in the topic's order."""
+    client = pulsar.Client(url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    out: dict[int, list[tuple[int, int]]] = {p: [] for p in range(JOIN_PARTITIONS)}
+    try:
+        reader = client.create_reader(predictions_topic(events_topic),
+                                      pulsar.MessageId.earliest)
+        while reader.has_message_available():
+            message = reader.read_next(timeout_millis=10_000)
+            body = json.loads(message.data())
+            out[body["key"] % JOIN_PARTITIONS].append((message.publish_timestamp(),
+                                                       body["event_time_ms"]))
+    finally:
+        client.close()
+    return out
+
+
+def prediction_gaps(times: dict[int, list[tuple[int, int]]], at_ms: int,
+                    span_ms: int = 30_000) -> dict[int, float]:
+    """Per partition, the longest time without a prediction published, around a fault at
+    `at_ms` (gaps that end after it and start before `span_ms` after it), in s."""
+    out = {}
+    for partition, published in times.items():
+        ts = sorted(t for t, _ in published)
+        gaps = [b - a for a, b in zip(ts, ts[1:], strict=False)
+                if b > at_ms and a < at_ms + span_ms]
+        out[partition] = max(gaps, default=0) / 1000
+    return out
+
+
+def late_predictions_p99_ms(times: dict[int, list[tuple[int, int]]], at_ms: int,
+                            span_ms: int = 10_000) -> float:
+    """p99 of event -> first prediction, over the events of the `span_ms` after a fault."""
+    first: dict[tuple[int, int], int] = {}
+    for partition, published in times.items():
+        for publish_ms, event_ms in published:
+            if at_ms <= event_ms < at_ms + span_ms:
+                first.setdefault((partition, event_ms), publish_ms)
+    latency = [publish_ms - event_ms for (_, event_ms), publish_ms in first.items()]
+    return round(float(np.percentile(latency, 99)), 1) if latency else float("nan")
+
+
+def join_run(stream: str, tmp: Path, rate: float, probe_rate: float, settle: float,
+             timeout: float) -> list[dict]:
+    run_dir = tmp / f"clicks-{stream}"
     rows = []
+    with EmbeddedBroker(tmp / f"broker-{stream}", port=free_port()) as broker:
+        config = example_config("clicks", run_dir, broker.url)
+        sets = [f"produce.rate={rate}", "produce.count=1000000000", "train.max_samples=0",
+                "train.idle_timeout_s=0", "checkpoint.every_seconds=10", "run.standby=true",
+                *JOIN_STREAMS[stream]]
+        job = Job.start(config, run_dir, "--max-restarts", "10",
+                        *[arg for s in sets for arg in ("--set", s)])
+        try:
+            replica = job.replica()
+            wait_until(lambda: first_version(job), 180, "a first version")
+            probes = [Probe.rest(replica["rest"], inputs=8, rate=probe_rate),
+                      Probe.grpc(replica["grpc"], inputs=8, rate=probe_rate)]
+            watch = ServingWatch(replica["rest"])
+            time.sleep(settle)
+            every = faults(job)
+            for name in JOIN_FAULTS:
+                row = one_fault(job, name, every[name], probes, watch, timeout)
+                rows.append({"stream": stream, **row})
+                print(rows[-1], flush=True)
+                time.sleep(settle)
+            for probe in probes:
+                probe.stop()
+            watch.stop()
+        finally:
+            job.stop()
+        times = prediction_times(broker.url, "impressions")
+    for row in rows:
+        killed = int(row["fault"][-1])
+        gaps = prediction_gaps(times, row["at_ms"])
+        owned = partitions_for_rank(JOIN_PARTITIONS, killed, 2)
+        row["predictions_gap_s"] = gaps
+        row["surviving_gap_s"] = max(g for p, g in gaps.items() if p not in owned)
+        row["killed_gap_s"] = max(g for p, g in gaps.items() if p in owned)
+        row["late_p99_ms"] = late_predictions_p99_ms(times, row["at_ms"])
+    return rows
+
+
+def join_table(rows: list[dict]) -> str:
+    lines = ["| stream | fault | training back (s) | longest predictions gap, the surviving "
+             "rank's partitions (s) | the killed rank's (s) | event -> prediction p99, "
+             "events of the 10 s after (ms) | REST, gRPC failed |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['stream']} | {r['fault']} | {r['training_outage_s']:g} | "
+                     f"{r['surviving_gap_s']:g} | {r['killed_gap_s']:g} | "
+                     f"{r['late_p99_ms']:g} | {r['rest_failed']}, {r['grpc_failed']} |")
+    return "\n".join(lines)
+
+
+def run(repeats: int, rate: float, probe_rate: float, settle: float, timeout: float,
+        join_streams: list[str]) -> dict:
+    rows: list[dict] = []
+    join_rows: list[dict] = []
     with work_dir("hvd-failover-") as tmp:
+        for stream in join_streams:
+            join_rows += join_run(stream, tmp, rate, probe_rate, settle, timeout)
         for repeat in range(repeats):
             run_dir = tmp / f"run-{repeat}"
             config = mlp_config(run_dir)
@@ -176,8 +300,9 @@ def run(repeats: int, rate: float, probe_rate: float, settle: float, timeout: fl
                              "exit_code": code,
                              "stopped_s": round(time.monotonic() - stopped_at, 2)})
     return {"command": "python -m benchmarks.failover " + " ".join(
-        f"--{k} {v}" for k, v in (("repeats", repeats), ("rate", rate))),
-        "rate": rate, "probe_rate": probe_rate, "rows": rows}
+        f"--{k} {v}" for k, v in (("repeats", repeats), ("rate", rate),
+                                  ("join-streams", ",".join(join_streams) or '""'))),
+        "rate": rate, "probe_rate": probe_rate, "rows": rows, "join_rows": join_rows}
 
 
 def table(results: dict) -> str:
@@ -214,10 +339,16 @@ def main() -> None:
     parser.add_argument("--probe-rate", type=float, default=50)
     parser.add_argument("--settle", type=float, default=8.0)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--join-streams", default="even,skewed",
+                        help="the raw-event runs' streams (even, skewed; empty: none)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    results = run(args.repeats, args.rate, args.probe_rate, args.settle, args.timeout)
+    streams = [s for s in args.join_streams.split(",") if s]
+    results = run(args.repeats, args.rate, args.probe_rate, args.settle, args.timeout, streams)
     results["table"] = table(results)
+    if results["join_rows"]:
+        results["table"] += ("\n\nRaw events (examples/clicks, predictions topic read back by "
+                             "a plain reader):\n\n" + join_table(results["join_rows"]))
     write_results(args.out, results)
     print(results["table"])
 

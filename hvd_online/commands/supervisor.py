@@ -24,9 +24,10 @@ Faster recovery (measured: a rank's kill -9 cost 21-27 s, of which ~12 s went to
 starting the new ranks and their TensorFlow import, and 2-5 s to horovodrun noticing):
 
 - a **standby launch** (`standby=True`): STANDBY_AFTER_S into each launch, the next one is
-  started on the same hosts; its ranks import everything, then wait before `hvd.init()`
-  until their go file exists. A failed launch is replaced by it at once (its hosts must be
-  the ones that answer; otherwise it is dropped and a launch starts cold);
+  started on the same hosts; its ranks import everything, build the model and trace the
+  step, then wait before `hvd.init()` until their go file exists. A failed launch is
+  replaced by it at once (its hosts must be the ones that answer; otherwise it is dropped
+  and a launch starts cold);
 - a rank of this machine that is gone without its summary (it crashed, or was killed) ends
   the launch at once (kill -9 of its process group), instead of waiting for horovodrun.
 """
