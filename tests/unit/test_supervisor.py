@@ -1,11 +1,14 @@
 """The supervisor of `hvd-online run --hosts`, with stand-in launches (small real processes)
 and a scripted probe in place of ssh ports."""
 
+import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from hvd_online.commands import supervisor
@@ -32,11 +35,35 @@ def fast_probes(monkeypatch):
     monkeypatch.setattr(supervisor, "PROBE_S", 0.05)
 
 
-def wait_for_launch(script) -> None:
-    """Until the first launch runs and has its kill -15 handler in place."""
-    while not script.processes:
+def catches_sigterm(pid: int) -> bool:
+    """The process has a kill -15 handler in place (its caught-signals mask says so)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def wait_for_launch(script, catching: bool = True) -> None:
+    """Until the newest launch runs and, `catching`, it and the rank it started (if any)
+    have their kill -15 handlers in place."""
+    def ready() -> bool:
+        if not script.processes:
+            return False
+        launch = script.processes[-1]
+        if not catching:
+            return True
+        try:
+            ranks = psutil.Process(launch.pid).children()
+        except psutil.Error:  # it ended already
+            return False
+        return catches_sigterm(launch.pid) and all(catches_sigterm(r.pid) for r in ranks)
+
+    deadline = time.monotonic() + 30
+    while not ready():
+        assert time.monotonic() < deadline, "the launch never got its kill -15 handler"
         time.sleep(0.01)
-    time.sleep(0.5)
 
 
 def python(code: str) -> subprocess.Popen:
@@ -174,7 +201,7 @@ def test_a_planned_relaunch_never_counts_against_max_restarts(caplog):
     script.answering["b"] = False
 
     def b_back_once_running():
-        wait_for_launch(script)
+        wait_for_launch(script, catching=False)
         script.answering["b"] = True
 
     threading.Thread(target=b_back_once_running, daemon=True).start()
