@@ -45,20 +45,24 @@ def catches_sigterm(pid: int) -> bool:
     return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
 
 
-def wait_for_launch(script, catching: bool = True) -> None:
-    """Until the newest launch runs and, `catching`, it and the rank it started (if any)
-    have their kill -15 handlers in place."""
+def wait_for_launch(script, number: int = 1, catching: bool = True) -> None:
+    """Until launch `number` runs and, `catching`, it and the rank it started (if any) have
+    their kill -15 handlers in place."""
     def ready() -> bool:
-        if not script.processes:
+        if len(script.processes) < number:
             return False
-        launch = script.processes[-1]
+        launch = script.processes[number - 1]
         if not catching:
             return True
+        # the launcher first: it installs its handler after starting its rank, so once it
+        # catches, its rank (if any) is among its children
+        if not catches_sigterm(launch.pid):
+            return False
         try:
             ranks = psutil.Process(launch.pid).children()
         except psutil.Error:  # it ended already
             return False
-        return catches_sigterm(launch.pid) and all(catches_sigterm(r.pid) for r in ranks)
+        return all(catches_sigterm(r.pid) for r in ranks)
 
     deadline = time.monotonic() + 30
     while not ready():
@@ -184,13 +188,12 @@ def test_stop_and_taking_a_host_back_go_through_a_rank_not_horovodrun():
     def b_back_then_stop():
         wait_for_launch(script)
         script.answering["b"] = True
-        while len(script.launches) < 2:
-            time.sleep(0.01)
-        wait_for_launch(script)
+        wait_for_launch(script, number=2)
         watched.stop()
 
     threading.Thread(target=b_back_then_stop, daemon=True).start()
-    assert watched.run() == 0
+    code = watched.run()
+    assert code == 0, (code, [p.returncode for p in script.processes])
     assert script.launches == [["a:1"], ["a:1", "b:1"]]
     assert [p.returncode for p in script.processes] == [0, 0]
 
