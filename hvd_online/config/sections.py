@@ -89,9 +89,9 @@ class RunConfig:
     #: where checkpoints, logs and the embedded broker's data live
     dir: str = "runs/default"
     #: `hvd-online run` on one machine: keep the next launch's ranks started (TensorFlow
-    #: imported) and waiting, so a failed launch is replaced without a cold start (ranks'
-    #: memory twice; not across --hosts yet). Off by default until it is measured by the
-    #: failover benchmark and its teardown under load is understood
+    #: imported, model built, step traced) and waiting, so a failed launch is replaced without
+    #: a cold start (ranks' memory twice; not across --hosts yet). Off by default: on a
+    #: machine as busy as the soak's, the standby is still loading when it is needed
     standby: bool = False
 
 
