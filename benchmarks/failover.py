@@ -27,7 +27,6 @@ console's kill, for its standby to be loaded. ~20 minutes with the defaults.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -35,8 +34,6 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import pulsar
 
 from benchmarks.availability import (
     Job,
@@ -49,9 +46,9 @@ from benchmarks.availability import (
 )
 from benchmarks.common import REPO, work_dir, write_results
 from benchmarks.join_latency import STREAMS as JOIN_STREAMS
+from benchmarks.join_latency import read_predictions
 from streams.assignment import partitions_for_rank
 from streams.pulsar.broker import EmbeddedBroker, free_port
-from streams.pulsar.predictions import predictions_topic
 
 RESULTS = REPO / "benchmarks" / "results" / "failover.json"
 
@@ -161,19 +158,11 @@ JOIN_PARTITIONS = 4
 
 
 def prediction_times(url: str, events_topic: str) -> dict[int, list[int]]:
-    """Every message of the predictions topic, read back by a plain reader: by partition
-    (the event's key % partitions), its publish time in ms."""
-    client = pulsar.Client(url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    """The predictions topic's publish times in ms, by partition (the event's key %
+    partitions). A redelivered copy has its original's time: it fills no gap."""
     out: dict[int, list[int]] = {p: [] for p in range(JOIN_PARTITIONS)}
-    try:
-        reader = client.create_reader(predictions_topic(events_topic),
-                                      pulsar.MessageId.earliest)
-        while reader.has_message_available():
-            message = reader.read_next(timeout_millis=10_000)
-            body = json.loads(message.data())
-            out[body["key"] % JOIN_PARTITIONS].append(message.publish_timestamp())
-    finally:
-        client.close()
+    for body, published_ms in read_predictions(url, events_topic):
+        out[body["key"] % JOIN_PARTITIONS].append(published_ms)
     return out
 
 

@@ -77,19 +77,28 @@ def join_latency(url: str, run_dir: Path, rate: float, seconds: float,
     }
 
 
+def read_predictions(url: str, events_topic: str) -> list[tuple[dict, int]]:
+    """Every message of the predictions topic, read back by a plain reader: (its JSON body,
+    its publish time in ms), in the topic's order (redeliveries included)."""
+    client = pulsar.Client(url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    out = []
+    try:
+        reader = client.create_reader(predictions_topic(events_topic),
+                                      pulsar.MessageId.earliest)
+        while reader.has_message_available():
+            message = reader.read_next(timeout_millis=10_000)
+            out.append((json.loads(message.data()), message.publish_timestamp()))
+    finally:
+        client.close()
+    return out
+
+
 def prediction_latency_ms(url: str, events_topic: str) -> np.ndarray:
     """Publish time of each impression's first prediction minus its event time, in the
     order of the impressions' keys (the stream's order)."""
-    client = pulsar.Client(url, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
-    reader = client.create_reader(predictions_topic(events_topic), pulsar.MessageId.earliest)
     seen: dict[int, float] = {}
-    try:
-        while reader.has_message_available():
-            message = reader.read_next(timeout_millis=10_000)
-            body = json.loads(message.data())
-            seen.setdefault(body["key"], message.publish_timestamp() - body["event_time_ms"])
-    finally:
-        client.close()
+    for body, published_ms in read_predictions(url, events_topic):
+        seen.setdefault(body["key"], published_ms - body["event_time_ms"])
     return np.array([seen[key] for key in sorted(seen)], dtype=np.float64)
 
 
