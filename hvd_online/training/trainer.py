@@ -60,12 +60,11 @@ DRAINED_STOPS = (Flag.SIGTERM.value, Flag.STOP.value, Flag.IDLE.value)
 
 @dataclass(frozen=True)
 class TrainingCore:
-    """What a rank trains, built and its step traced (seconds of a start): the model, its
-    optimizer and the synchroniser. Needs neither the input nor a checkpoint, so a standby
-    launch's rank builds it before it is needed (hvd_online/commands/train.py)."""
+    """What a rank trains, built and its step traced (seconds of a start): the model and its
+    optimizer (in `trainable`) and the synchroniser. Needs neither the input nor a
+    checkpoint, so a standby launch's rank builds it before it is needed
+    (hvd_online/commands/train.py)."""
 
-    model: keras.Model
-    optimizer: keras.optimizers.Optimizer
     trainable: Trainable
     synchroniser: Synchroniser
 
@@ -83,7 +82,7 @@ def prepare_training(config: Config, template: ModelTemplate, world_size: int) -
     # lockstep every step, or local SGD's steps and averages: the loop cannot tell; traced
     # for a stats vector of any length (the input's counters are not known yet)
     synchroniser = make_synchroniser(trainable, None, world_size, config.train.sync_every)
-    return TrainingCore(model, optimizer, trainable, synchroniser)
+    return TrainingCore(trainable, synchroniser)
 
 
 class OnlineTrainer:
@@ -101,9 +100,8 @@ class OnlineTrainer:
         self.step_hooks = list(step_hooks)
         self.layout = StatsLayout(world.size, partitions, step_input.counters)
         core = core or prepare_training(config, template, world.size)
-        self.model, self.optimizer = core.model, core.optimizer
-        self.synchroniser = core.synchroniser
-        trainable = core.trainable
+        trainable, self.synchroniser = core.trainable, core.synchroniser
+        self.model, self.optimizer = trainable.model, trainable.optimizer
         self.drift = self._make_drift_response(trainable)
         #: dynamic embedding tables, whose counters each report carries
         self.tables = dynamic_tables(self.model)
